@@ -1,0 +1,1 @@
+"""Functional Ethos-U model of Vela's command stream."""
