@@ -1,0 +1,174 @@
+"""`edgepack inspect`: an honest view of a model's weights and how palette-ready they are."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .tflite import WEIGHT_OPERATORS, Model, Operator, Tensor
+
+# A layer with at most this many shared values was clustered (a 6-bit palette or less);
+# more than that is what plain int8 quantization of trained weights looks like.
+CLUSTERED_MAX_VALUES = 64
+
+
+@dataclass
+class WeightStats:
+    operator: int
+    op_type: str
+    tensor: int
+    name: str
+    shape: list[int]
+    dtype: str
+    granularity: str
+    channel_axis: int
+    channels: int
+    distinct_int8: int  # distinct values in the whole tensor
+    max_distinct_per_channel: int  # the most distinct values in any one output channel
+    distinct_shared: int  # values a layer-shared codebook needs once channel gains are removed
+    shared_hypothesis: str  # which normalisation found them: "layer-wide scale" or "per-channel gain"
+    zero_fraction: float
+    zero_channels: list[int]  # all-zero output channels (structured pruning)
+    verdict: str  # "palette-ready", "clustered-per-channel" or "dense"
+    summary: str  # the verdict as one line for people
+
+
+@dataclass
+class OperatorInfo:
+    index: int
+    op_type: str
+    inputs: list[int]
+    outputs: list[int]
+    output_shape: list[int]
+    activation: str
+
+
+def channel_axis(op: Operator, t: Tensor) -> int:
+    q = t.quantization
+    if q is not None and q.per_channel:
+        return q.axis
+    return min(WEIGHT_OPERATORS.get(op.opcode, 0), max(len(t.shape) - 1, 0))
+
+
+def _count_groups(values: np.ndarray, window: float) -> int:
+    """Distinct values up to rounding: greedy groups of sorted values, each spanning at most
+    `window` (one quantization step). Dense weights give about one group per step, clustered
+    weights one group per cluster."""
+    v = np.unique(values)
+    groups, i = 0, 0
+    while i < v.size:
+        groups += 1
+        i = int(np.searchsorted(v, v[i] + window, side="right"))
+    return groups
+
+
+def shared_codebook_size(q: np.ndarray, scales: np.ndarray) -> tuple[int, str]:
+    """How many values a layer-shared codebook needs for int8 weights `q` ([C, N], channel
+    first) with per-channel `scales` ([C]). Two hypotheses, the smaller count wins:
+    the layer was clustered before per-channel quantization (real values `scale * q` repeat
+    across channels), or batch-norm folding gave every channel its own gain (values repeat
+    once each channel is normalised by its own largest magnitude)."""
+    # one half quantization step of each element, in the units compared
+    # two values of one cluster differ by at most one step of the coarser channel
+    real = q * scales[:, None].astype(np.float64)
+    steps = np.broadcast_to(scales[:, None].astype(np.float64), q.shape)
+    layer = _count_groups(real, float(np.percentile(steps, 95)))
+    peak = np.abs(q).max(axis=1, keepdims=True).astype(np.float64)
+    peak[peak == 0] = 1.0
+    norm = q / peak
+    gain = _count_groups(norm, float(np.percentile(np.broadcast_to(1.0 / peak, q.shape), 95)))
+    return (layer, "layer-wide scale") if layer <= gain else (gain, "per-channel gain")
+
+
+def weight_stats(op: Operator, t: Tensor) -> WeightStats:
+    axis = channel_axis(op, t)
+    q = np.moveaxis(np.asarray(t.data), axis, 0)
+    channels = q.shape[0] if q.ndim else 1
+    q = q.reshape(channels, -1).astype(np.int64)
+    quant = t.quantization
+    if quant is not None and quant.per_channel:
+        scales = np.asarray(quant.scale, np.float64)
+    else:
+        s = float(quant.scale[0]) if quant is not None else 1.0
+        scales = np.full(channels, s)
+    distinct = int(np.unique(q).size)
+    per_channel = max((int(np.unique(row).size) for row in q), default=0)
+    shared, hypothesis = shared_codebook_size(q, scales) if q.size else (0, "layer-wide scale")
+    zero_channels = [int(c) for c in np.flatnonzero(~q.any(axis=1))]
+    zero_fraction = float(np.count_nonzero(q == 0) / q.size) if q.size else 0.0
+    bits = max(1, int(np.ceil(np.log2(max(shared, 2)))))
+    if shared <= CLUSTERED_MAX_VALUES and distinct <= shared:
+        verdict = "palette-ready"
+        summary = f"already palette-ready: {distinct} layer-shared int8 values ({bits}-bit indices)"
+    elif shared <= CLUSTERED_MAX_VALUES:
+        verdict = "clustered-per-channel"
+        summary = (f"clustered to {shared} values but per-channel: {distinct} distinct int8 "
+                   f"in the layer; folding gives a {shared}-entry codebook ({bits}-bit indices)")
+    else:
+        verdict = "dense"
+        summary = f"dense: {distinct} distinct int8 values, no clustering to recover"
+    if zero_channels:
+        summary += f"; {len(zero_channels)} all-zero channel(s)"
+    return WeightStats(
+        operator=op.index, op_type=op.opcode, tensor=t.index, name=t.name, shape=list(t.shape),
+        dtype=t.dtype, granularity=quant.granularity if quant else "none", channel_axis=axis,
+        channels=channels, distinct_int8=distinct, max_distinct_per_channel=per_channel,
+        distinct_shared=shared, shared_hypothesis=hypothesis, zero_fraction=zero_fraction,
+        zero_channels=zero_channels, verdict=verdict, summary=summary)
+
+
+def inspect_model(model: Model) -> dict:
+    """The whole inspection as plain data (what `--json` prints)."""
+    operators = []
+    for op in model.operators:
+        out_shape = list(model.tensors[op.outputs[0]].shape) if op.outputs else []
+        operators.append(asdict(OperatorInfo(op.index, op.name, op.inputs, op.outputs,
+                                             out_shape, op.fused_activation)))
+    weights = [asdict(weight_stats(op, t)) for op, t in model.weight_tensors()
+               if t.dtype in ("int8", "uint8", "int16", "int4")]
+    io = lambda idx: {"tensor": idx, "name": model.tensors[idx].name,  # noqa: E731
+                      "shape": list(model.tensors[idx].shape), "dtype": model.tensors[idx].dtype}
+    return {
+        "model": model.path,
+        "sha256": model.sha256,
+        "inputs": [io(i) for i in model.inputs],
+        "outputs": [io(i) for i in model.outputs],
+        "operators": operators,
+        "weights": weights,
+        "total_weights": int(sum(int(np.prod(w["shape"])) for w in weights)),
+    }
+
+
+def render_text(info: dict, console) -> None:
+    """People's view: the operator list, then one table of weight tensors with verdicts."""
+    from rich.table import Table
+
+    console.print(f"[bold]{info['model']}[/]  sha256 {info['sha256'][:16]}…  "
+                  f"{len(info['operators'])} operators, {info['total_weights']:,} weights")
+    ops = Table(title="Operators", title_justify="left", show_edge=False)
+    for col in ("#", "operator", "output shape", "activation"):
+        ops.add_column(col)
+    for op in info["operators"]:
+        ops.add_row(str(op["index"]), op["op_type"], str(op["output_shape"]), op["activation"])
+    console.print(ops)
+    if not info["weights"]:
+        console.print("no weight tensors")
+        return
+    wt = Table(title="Weight tensors (int8 = distinct values; shared = values a layer-shared "
+                     "codebook needs)", title_justify="left", show_edge=False)
+    for col in ("op", "type", "shape", "quant", "int8", "max/ch", "shared", "zeros", "0-ch"):
+        wt.add_column(col, justify="left" if col in ("type", "shape", "quant") else "right",
+                      no_wrap=True)
+    short = {"DEPTHWISE_CONV_2D": "DW_CONV", "FULLY_CONNECTED": "FC"}
+    for w in info["weights"]:
+        wt.add_row(str(w["operator"]), short.get(w["op_type"], w["op_type"]),
+                   "x".join(map(str, w["shape"])),
+                   "channel" if w["granularity"].startswith("per-channel") else "tensor",
+                   str(w["distinct_int8"]), str(w["max_distinct_per_channel"]),
+                   str(w["distinct_shared"]), f"{100 * w['zero_fraction']:.1f}%",
+                   str(len(w["zero_channels"])))
+    console.print(wt)
+    colour = {"palette-ready": "green", "clustered-per-channel": "yellow", "dense": "white"}
+    for w in info["weights"]:
+        console.print(f"  op {w['operator']}: [{colour[w['verdict']]}]{w['summary']}[/]")
