@@ -1,0 +1,359 @@
+/*
+ * edgepack runtime: int8 reference kernels, bit-exact with TensorFlow Lite Micro.
+ *
+ * The one public header. Portable C99, no allocation: scratch memory comes from the caller
+ * (sized by the matching *_get_buffer_size function), every kernel returns an ep_status and
+ * checks its own dimension arguments before touching memory.
+ *
+ * Conventions (TFLite int8 semantics):
+ *  - Tensors are NHWC, int8, contiguous.
+ *  - input_offset = -input_zero_point, output_offset = output_zero_point.
+ *  - Requantization multipliers and shifts are computed offline (QuantizeMultiplier of
+ *    in_scale * w_scale[c] / out_scale, see firmware/README.md) and passed as int32 arrays.
+ *  - Fused activations come as an already clamped [act_min, act_max] int range.
+ *  - Weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are dense int8 or palette
+ *    (int8 codebook of K <= 256 entries + packed indices of 1-8 bits; format in
+ *    firmware/README.md and edgepack/packing.py). Kernels decode indices in the inner loop.
+ */
+#ifndef EDGEPACK_H
+#define EDGEPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Status returned by every kernel and by ep_plan_run. */
+typedef enum {
+    EP_OK = 0,
+    EP_ERR_ARG = -1,         /**< NULL pointer or a parameter outside its valid range */
+    EP_ERR_DIM = -2,         /**< inconsistent or non-positive dimensions */
+    EP_ERR_BUFFER = -3,      /**< weights, scratch or arena buffer too small / out of range */
+    EP_ERR_UNSUPPORTED = -4  /**< kernel id or mode not supported */
+} ep_status;
+
+/** A 4-D NHWC shape. Lower-rank tensors put their dimensions last and 1 in front. */
+typedef struct {
+    int32_t n, h, w, c;
+} ep_shape;
+
+/** Weight storage forms. */
+typedef enum {
+    EP_WEIGHTS_DENSE = 0,   /**< int8 weights in TFLite element order */
+    EP_WEIGHTS_PALETTE = 1  /**< int8 codebook + packed indices (firmware/README.md) */
+} ep_weight_form;
+
+/** A weight tensor, dense or palette. */
+typedef struct {
+    int32_t form;            /**< ep_weight_form */
+    int32_t bits;            /**< palette: index width, 1..8 */
+    int32_t num_codes;       /**< palette: codebook entries K, 1..256 (indices >= K read 0) */
+    int32_t data_bytes;      /**< bytes readable at data (checked against the shape) */
+    const int8_t *codebook;  /**< palette: K int8 values */
+    const void *data;        /**< dense: int8 elements; palette: packed index rows */
+} ep_weights;
+
+/** Per-channel (count = output channels) or per-tensor (count = 1) requantization. */
+typedef struct {
+    const int32_t *multiplier;  /**< Q31 multipliers */
+    const int32_t *shift;       /**< exponents (> 0 left shift, < 0 right shift) */
+    int32_t count;
+} ep_requant;
+
+/* ------------------------------------------------------------------------------------ */
+/* Convolutions and fully connected                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/** CONV_2D parameters. filter = {O, KH, KW, C_in}; output = {N, OH, OW, O}. */
+typedef struct {
+    ep_shape input;
+    ep_shape filter;
+    ep_shape output;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;  /**< computed by the caller (SAME or VALID) */
+    int32_t input_offset;       /**< -input zero point */
+    int32_t output_offset;      /**< output zero point */
+    int32_t act_min, act_max;
+    ep_requant requant;
+    ep_weights weights;         /**< [O, KH, KW, C_in]; palette: one row per output channel */
+    const int32_t *bias;        /**< O values, or NULL */
+} ep_conv2d_params;
+
+/**
+ * CONV_2D, int8 in/out, int32 bias, per-channel or per-tensor requantization.
+ * Scratch: ep_conv2d_s8_get_buffer_size(p) bytes (an int16 im2col patch), aligned to 4.
+ * @return EP_OK, or an error status without writing output.
+ */
+ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *output, void *scratch,
+                       int32_t scratch_bytes);
+/** Scratch bytes ep_conv2d_s8 needs (negative if p is invalid). */
+int32_t ep_conv2d_s8_get_buffer_size(const ep_conv2d_params *p);
+
+/** DEPTHWISE_CONV_2D parameters. filter = {1, KH, KW, C_in * depth_multiplier}. */
+typedef struct {
+    ep_shape input;
+    ep_shape filter;
+    ep_shape output;            /**< {N, OH, OW, C_in * depth_multiplier} */
+    int32_t depth_multiplier;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    ep_requant requant;
+    ep_weights weights;         /**< palette: the whole tensor is one row */
+    const int32_t *bias;
+} ep_depthwise_conv2d_params;
+
+/** DEPTHWISE_CONV_2D, int8. Needs no scratch (pass NULL, 0). */
+ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8_t *input, int8_t *output,
+                                 void *scratch, int32_t scratch_bytes);
+/** Scratch bytes ep_depthwise_conv2d_s8 needs (0; negative if p is invalid). */
+int32_t ep_depthwise_conv2d_s8_get_buffer_size(const ep_depthwise_conv2d_params *p);
+
+/** FULLY_CONNECTED parameters. input [batches, input_depth], weights [output_depth, input_depth]. */
+typedef struct {
+    int32_t batches;
+    int32_t input_depth;
+    int32_t output_depth;
+    int32_t input_offset;
+    int32_t weights_offset;  /**< -weights zero point (per-tensor only; 0 for symmetric) */
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    ep_requant requant;
+    ep_weights weights;      /**< palette: one row per output */
+    const int32_t *bias;
+} ep_fully_connected_params;
+
+/** FULLY_CONNECTED, int8. Scratch: ep_fully_connected_s8_get_buffer_size(p) bytes (int16 input row). */
+ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t *input, int8_t *output,
+                                void *scratch, int32_t scratch_bytes);
+/** Scratch bytes ep_fully_connected_s8 needs (negative if p is invalid). */
+int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p);
+
+/* ------------------------------------------------------------------------------------ */
+/* Pooling and reductions                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/** MAX_POOL_2D / AVERAGE_POOL_2D parameters (input and output share scale and zero point). */
+typedef struct {
+    ep_shape input;
+    ep_shape output;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left;
+    int32_t act_min, act_max;
+} ep_pool_params;
+
+/** MAX_POOL_2D, int8 (taps outside the image are skipped). */
+ep_status ep_max_pool2d_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
+/** AVERAGE_POOL_2D, int8: rounded mean over the taps inside the image. */
+ep_status ep_avg_pool2d_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
+
+/** How MEAN rescales (TFLM chooses by keep_dims and quantization). */
+typedef enum {
+    /** keep_dims 4-D over H,W (TFLM reference_integer_ops::Mean), or differing scales:
+     *  MultiplyByQuantizedMultiplier(sum(x - zp_in)) then rounded division by H*W. */
+    EP_MEAN_REQUANT = 0,
+    /** not keep_dims with equal input/output scale and zero point: truncating sum / (H*W). */
+    EP_MEAN_SAME_QUANT = 1
+} ep_mean_mode;
+
+/** MEAN over H and W. Output [N, 1, 1, C] (or [N, C]). */
+typedef struct {
+    ep_shape input;
+    int32_t mode;               /**< ep_mean_mode */
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier, shift;  /**< QuantizeMultiplier(in_scale / out_scale) */
+} ep_mean_params;
+
+/** MEAN over H,W, int8. */
+ep_status ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------------------ */
+/* Elementwise binary ops (4-D broadcasting: each input dim equals the output dim or 1)  */
+/* ------------------------------------------------------------------------------------ */
+
+/** ADD parameters (TFLM int8: left_shift 20, per-input multipliers, output multiplier). */
+typedef struct {
+    ep_shape input1, input2, output;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t left_shift;
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} ep_add_params;
+
+/** ADD, int8, with broadcasting. */
+ep_status ep_add_s8(const ep_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/** MUL parameters: multiplier = QuantizeMultiplier(s1 * s2 / s_out). */
+typedef struct {
+    ep_shape input1, input2, output;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} ep_mul_params;
+
+/** MUL, int8, with broadcasting. */
+ep_status ep_mul_s8(const ep_mul_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* ------------------------------------------------------------------------------------ */
+/* Activations                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/** SOFTMAX over the last dimension (TFLM gemmlowp path; output scale 1/256, zero point -128). */
+typedef struct {
+    int32_t rows, depth;
+    int32_t input_multiplier;   /**< PreprocessSoftmaxScaling(beta, in_scale, 5) */
+    int32_t input_left_shift;
+    int32_t diff_min;           /**< -CalculateInputRadius(5, input_left_shift) */
+} ep_softmax_params;
+
+/** SOFTMAX, int8 in, int8 out. */
+ep_status ep_softmax_s8(const ep_softmax_params *p, const int8_t *input, int8_t *output);
+
+/** LOGISTIC and TANH (TFLM integer path, input in Q4.27). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_range_radius;  /**< CalculateInputRadius(4, input_left_shift, 31) */
+    int32_t input_multiplier;    /**< frexp(in_scale * 2^27): round(q * 2^31) */
+    int32_t input_left_shift;    /**< frexp exponent */
+} ep_sigmoid_params;
+
+/** LOGISTIC, int8 (output scale 1/256, zero point -128). */
+ep_status ep_logistic_s8(const ep_sigmoid_params *p, const int8_t *input, int8_t *output);
+/** TANH, int8 (output scale 1/128, zero point 0). */
+ep_status ep_tanh_s8(const ep_sigmoid_params *p, const int8_t *input, int8_t *output);
+
+/** HARD_SWISH parameters (TFLite HardSwishParams; multipliers from float32 scales). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t reluish_multiplier_fixedpoint_int16;
+    int32_t reluish_multiplier_exponent;
+    int32_t output_multiplier_fixedpoint_int16;
+    int32_t output_multiplier_exponent;  /**< <= 0 */
+} ep_hard_swish_params;
+
+/** HARD_SWISH, int8. */
+ep_status ep_hard_swish_s8(const ep_hard_swish_params *p, const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------------------ */
+/* Data movement                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+/** PAD (4-D). after[d] = output[d] - input[d] - before[d] must be >= 0. */
+typedef struct {
+    ep_shape input, output;
+    int32_t before[4];  /**< N, H, W, C */
+    int32_t pad_value;  /**< the output zero point (PAD) or the constant (PADV2), -128..127 */
+} ep_pad_params;
+
+/** PAD, int8. */
+ep_status ep_pad_s8(const ep_pad_params *p, const int8_t *input, int8_t *output);
+
+/** CONCATENATION on any axis, seen as [outer, axis, inner]. Inputs share the output's quantization. */
+typedef struct {
+    int32_t num_inputs;
+    int32_t outer, inner;
+    const int32_t *axis_sizes;  /**< num_inputs sizes of the concatenated axis */
+} ep_concatenation_params;
+
+/** CONCATENATION, int8. inputs: num_inputs pointers. */
+ep_status ep_concatenation_s8(const ep_concatenation_params *p, const int8_t *const *inputs, int8_t *output);
+
+/** RESHAPE: a copy of size bytes (memmove; in place allowed). */
+typedef struct {
+    int32_t size;
+} ep_reshape_params;
+
+/** RESHAPE, int8. */
+ep_status ep_reshape_s8(const ep_reshape_params *p, const int8_t *input, int8_t *output);
+
+/** QUANTIZE int8 -> int8 (requantize): multiplier = QuantizeMultiplier(in_scale / out_scale). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;
+} ep_quantize_params;
+
+/** QUANTIZE, int8 -> int8. */
+ep_status ep_quantize_s8(const ep_quantize_params *p, const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------------------ */
+/* Execution plan: static data emitted by a generator, no interpreter, no allocation     */
+/* ------------------------------------------------------------------------------------ */
+
+/** Kernel ids used in ep_op.kernel. */
+typedef enum {
+    EP_KERNEL_CONV2D = 1,
+    EP_KERNEL_DEPTHWISE_CONV2D = 2,
+    EP_KERNEL_FULLY_CONNECTED = 3,
+    EP_KERNEL_MAX_POOL2D = 4,
+    EP_KERNEL_AVG_POOL2D = 5,
+    EP_KERNEL_MEAN = 6,
+    EP_KERNEL_ADD = 7,
+    EP_KERNEL_MUL = 8,
+    EP_KERNEL_SOFTMAX = 9,
+    EP_KERNEL_LOGISTIC = 10,
+    EP_KERNEL_TANH = 11,
+    EP_KERNEL_HARD_SWISH = 12,
+    EP_KERNEL_PAD = 13,
+    EP_KERNEL_CONCATENATION = 14,
+    EP_KERNEL_RESHAPE = 15,
+    EP_KERNEL_QUANTIZE = 16
+} ep_kernel_id;
+
+/** Upper bound on ep_op.num_inputs. */
+#define EP_MAX_OP_INPUTS 16
+
+/** Constant-tensor reference in ep_op.inputs: EP_CONST(i) names plan->constants[i]. */
+#define EP_CONST(i) (-1 - (int32_t)(i))
+
+/** One kernel call. */
+typedef struct {
+    int32_t kernel;           /**< ep_kernel_id */
+    const void *params;       /**< the kernel's ep_*_params struct */
+    int32_t num_inputs;
+    const int32_t *inputs;    /**< arena byte offsets, or EP_CONST(i) */
+    int32_t output;           /**< arena byte offset */
+} ep_op;
+
+/** A model: ops in execution order over one arena. */
+typedef struct {
+    const ep_op *ops;
+    int32_t num_ops;
+    int32_t arena_bytes;      /**< arena size the plan needs */
+    int32_t scratch_offset;   /**< kernel scratch region inside the arena */
+    int32_t scratch_bytes;
+    const int8_t *const *constants;
+    int32_t num_constants;
+} ep_plan;
+
+/** Per-op hook, called with phase 0 before and phase 1 after each op (e.g. to count cycles). */
+typedef void (*ep_op_hook)(void *user, int32_t op_index, const ep_op *op, int32_t phase);
+
+/**
+ * Run every op of the plan. Checks that each tensor an op reads or writes lies inside the
+ * arena (sizes from the op's params) before calling the kernel; stops at the first error.
+ * hook may be NULL.
+ */
+ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, ep_op_hook hook, void *user);
+
+/** Bytes the tensor an op reads at input i (i >= 0) or writes (i = -1) spans; negative if invalid. */
+int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEPACK_H */

@@ -1,0 +1,67 @@
+/* edgepack runtime: FULLY_CONNECTED, int8, dense or palette weights. */
+#include "ep_internal.h"
+
+static ep_status fc_check(const ep_fully_connected_params *p)
+{
+    if (p == NULL) return EP_ERR_ARG;
+    if (p->batches < 1 || p->input_depth < 1 || p->output_depth < 1) return EP_ERR_DIM;
+    if (ep_prod(p->batches, p->input_depth) < 0 || ep_prod(p->batches, p->output_depth) < 0 ||
+        ep_prod(p->output_depth, p->input_depth) < 0 || p->input_depth > EP_INT32_MAX / 2)
+        return EP_ERR_DIM;
+    if (p->input_offset < -127 || p->input_offset > 128) return EP_ERR_ARG;
+    if (p->weights_offset < -127 || p->weights_offset > 128) return EP_ERR_ARG;
+    if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
+    if (!ep_requant_ok(&p->requant, p->output_depth)) return EP_ERR_ARG;
+    return EP_OK;
+}
+
+int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p)
+{
+    if (fc_check(p) != EP_OK) return -1;
+    return (p->input_depth * 2 + 3) & ~3;
+}
+
+ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t *input, int8_t *output,
+                                void *scratch, int32_t scratch_bytes)
+{
+    int32_t lut[256];
+    int64_t stride64;
+    int32_t b, i, oc;
+    int16_t *xrow;
+    ep_status st = fc_check(p);
+    if (st != EP_OK) return st;
+    if (input == NULL || output == NULL || scratch == NULL) return EP_ERR_ARG;
+    if ((((uintptr_t)scratch) & 1u) != 0) return EP_ERR_ARG;
+    if ((int64_t)scratch_bytes < (int64_t)p->input_depth * 2) return EP_ERR_BUFFER;
+    st = ep_weights_prepare(&p->weights, p->output_depth, p->input_depth, lut, &stride64);
+    if (st != EP_OK) return st;
+    xrow = (int16_t *)scratch;
+
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + (int64_t)b * p->input_depth;
+        int8_t *out = output + (int64_t)b * p->output_depth;
+        int32_t sum_x = 0;
+        for (i = 0; i < p->input_depth; ++i) {
+            xrow[i] = (int16_t)(in[i] + p->input_offset);
+            sum_x += xrow[i];
+        }
+        /* sum (w + wo)(x + xo) = sum w (x + xo) + wo * sum (x + xo) */
+        sum_x *= p->weights_offset;
+        if (p->weights.form == EP_WEIGHTS_DENSE) {
+            const int8_t *w = (const int8_t *)p->weights.data;
+            for (oc = 0; oc < p->output_depth; ++oc, w += p->input_depth) {
+                int32_t acc = ep_dot_dense(w, xrow, p->input_depth) + sum_x;
+                if (p->bias) acc += p->bias[oc];
+                out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
+            }
+        } else {
+            const uint8_t *row = (const uint8_t *)p->weights.data;
+            for (oc = 0; oc < p->output_depth; ++oc, row += stride64) {
+                int32_t acc = ep_dot_palette(row, p->weights.bits, lut, xrow, p->input_depth) + sum_x;
+                if (p->bias) acc += p->bias[oc];
+                out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
+            }
+        }
+    }
+    return EP_OK;
+}

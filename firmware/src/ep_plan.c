@@ -1,0 +1,203 @@
+/* edgepack runtime: execution plan dispatcher (no interpreter, no allocation). */
+#include "ep_internal.h"
+
+static int32_t shape_bytes(const ep_shape *s)
+{
+    const int64_t n = ep_shape_count(s);
+    return n < 0 ? -1 : (int32_t)n;
+}
+
+static int32_t flat_bytes(int64_t a, int64_t b)
+{
+    const int64_t n = ep_prod(a, b);
+    return n < 0 ? -1 : (int32_t)n;
+}
+
+int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i)
+{
+    const void *pp;
+    if (op == NULL || op->params == NULL || i < -1 || i >= op->num_inputs) return -1;
+    pp = op->params;
+    switch (op->kernel) {
+    case EP_KERNEL_CONV2D: {
+        const ep_conv2d_params *p = (const ep_conv2d_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_DEPTHWISE_CONV2D: {
+        const ep_depthwise_conv2d_params *p = (const ep_depthwise_conv2d_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_FULLY_CONNECTED: {
+        const ep_fully_connected_params *p = (const ep_fully_connected_params *)pp;
+        return i < 0 ? flat_bytes(p->batches, p->output_depth) : (i == 0 ? flat_bytes(p->batches, p->input_depth) : -1);
+    }
+    case EP_KERNEL_MAX_POOL2D:
+    case EP_KERNEL_AVG_POOL2D: {
+        const ep_pool_params *p = (const ep_pool_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_MEAN: {
+        const ep_mean_params *p = (const ep_mean_params *)pp;
+        return i < 0 ? flat_bytes(p->input.n, p->input.c) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_ADD: {
+        const ep_add_params *p = (const ep_add_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : shape_bytes(&p->input2));
+    }
+    case EP_KERNEL_MUL: {
+        const ep_mul_params *p = (const ep_mul_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : shape_bytes(&p->input2));
+    }
+    case EP_KERNEL_SOFTMAX: {
+        const ep_softmax_params *p = (const ep_softmax_params *)pp;
+        return i <= 0 ? flat_bytes(p->rows, p->depth) : -1;
+    }
+    case EP_KERNEL_LOGISTIC:
+    case EP_KERNEL_TANH:
+        return i <= 0 ? ((const ep_sigmoid_params *)pp)->size : -1;
+    case EP_KERNEL_HARD_SWISH:
+        return i <= 0 ? ((const ep_hard_swish_params *)pp)->size : -1;
+    case EP_KERNEL_PAD: {
+        const ep_pad_params *p = (const ep_pad_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_CONCATENATION: {
+        const ep_concatenation_params *p = (const ep_concatenation_params *)pp;
+        int64_t total = 0;
+        int32_t k;
+        if (p->axis_sizes == NULL || p->num_inputs != op->num_inputs) return -1;
+        if (i >= 0) return flat_bytes(ep_prod(p->outer, p->axis_sizes[i]), p->inner);
+        for (k = 0; k < p->num_inputs; ++k) {
+            if (p->axis_sizes[k] < 0) return -1;
+            total += p->axis_sizes[k];
+            if (total > EP_INT32_MAX) return -1;
+        }
+        return flat_bytes(ep_prod(p->outer, total), p->inner);
+    }
+    case EP_KERNEL_RESHAPE:
+        return i <= 0 ? ((const ep_reshape_params *)pp)->size : -1;
+    case EP_KERNEL_QUANTIZE:
+        return i <= 0 ? ((const ep_quantize_params *)pp)->size : -1;
+    default:
+        return -1;
+    }
+}
+
+static int32_t expected_inputs(int32_t kernel)
+{
+    switch (kernel) {
+    case EP_KERNEL_ADD:
+    case EP_KERNEL_MUL:
+        return 2;
+    case EP_KERNEL_CONCATENATION:
+        return -1; /* any */
+    default:
+        return 1;
+    }
+}
+
+static int range_ok(int64_t off, int64_t len, int64_t size)
+{
+    return off >= 0 && len >= 0 && off + len <= size;
+}
+
+ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, ep_op_hook hook, void *user)
+{
+    int32_t k, i;
+    if (plan == NULL || arena == NULL || (plan->num_ops > 0 && plan->ops == NULL)) return EP_ERR_ARG;
+    if (plan->num_ops < 0 || arena_bytes < plan->arena_bytes) return EP_ERR_BUFFER;
+    if (plan->scratch_bytes > 0 && !range_ok(plan->scratch_offset, plan->scratch_bytes, arena_bytes))
+        return EP_ERR_BUFFER;
+    for (k = 0; k < plan->num_ops; ++k) {
+        const ep_op *op = &plan->ops[k];
+        const int8_t *in[EP_MAX_OP_INPUTS];
+        int8_t *out;
+        void *scratch = plan->scratch_bytes > 0 ? (void *)(arena + plan->scratch_offset) : NULL;
+        const int32_t scratch_bytes = plan->scratch_bytes > 0 ? plan->scratch_bytes : 0;
+        const int32_t want = expected_inputs(op->kernel);
+        int32_t out_bytes;
+        ep_status st;
+
+        if (op->params == NULL || op->num_inputs < 1 || op->num_inputs > EP_MAX_OP_INPUTS || op->inputs == NULL)
+            return EP_ERR_ARG;
+        if (want > 0 && op->num_inputs != want) return EP_ERR_ARG;
+        for (i = 0; i < op->num_inputs; ++i) {
+            const int32_t bytes = ep_op_tensor_bytes(op, i);
+            const int32_t ref = op->inputs[i];
+            if (bytes < 0) return EP_ERR_DIM;
+            if (ref < 0) {
+                const int32_t c = -1 - ref;
+                if (c >= plan->num_constants || plan->constants == NULL || plan->constants[c] == NULL)
+                    return EP_ERR_ARG;
+                in[i] = plan->constants[c];
+            } else {
+                if (!range_ok(ref, bytes, arena_bytes)) return EP_ERR_BUFFER;
+                in[i] = (const int8_t *)(arena + ref);
+            }
+        }
+        out_bytes = ep_op_tensor_bytes(op, -1);
+        if (out_bytes < 0) return EP_ERR_DIM;
+        if (!range_ok(op->output, out_bytes, arena_bytes)) return EP_ERR_BUFFER;
+        out = (int8_t *)(arena + op->output);
+
+        if (hook) hook(user, k, op, 0);
+        switch (op->kernel) {
+        case EP_KERNEL_CONV2D:
+            st = ep_conv2d_s8((const ep_conv2d_params *)op->params, in[0], out, scratch, scratch_bytes);
+            break;
+        case EP_KERNEL_DEPTHWISE_CONV2D:
+            st = ep_depthwise_conv2d_s8((const ep_depthwise_conv2d_params *)op->params, in[0], out, scratch,
+                                        scratch_bytes);
+            break;
+        case EP_KERNEL_FULLY_CONNECTED:
+            st = ep_fully_connected_s8((const ep_fully_connected_params *)op->params, in[0], out, scratch,
+                                       scratch_bytes);
+            break;
+        case EP_KERNEL_MAX_POOL2D:
+            st = ep_max_pool2d_s8((const ep_pool_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_AVG_POOL2D:
+            st = ep_avg_pool2d_s8((const ep_pool_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_MEAN:
+            st = ep_mean_s8((const ep_mean_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_ADD:
+            st = ep_add_s8((const ep_add_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_MUL:
+            st = ep_mul_s8((const ep_mul_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_SOFTMAX:
+            st = ep_softmax_s8((const ep_softmax_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_LOGISTIC:
+            st = ep_logistic_s8((const ep_sigmoid_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_TANH:
+            st = ep_tanh_s8((const ep_sigmoid_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_HARD_SWISH:
+            st = ep_hard_swish_s8((const ep_hard_swish_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_PAD:
+            st = ep_pad_s8((const ep_pad_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_CONCATENATION:
+            st = ep_concatenation_s8((const ep_concatenation_params *)op->params, in, out);
+            break;
+        case EP_KERNEL_RESHAPE:
+            st = ep_reshape_s8((const ep_reshape_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_QUANTIZE:
+            st = ep_quantize_s8((const ep_quantize_params *)op->params, in[0], out);
+            break;
+        default:
+            st = EP_ERR_UNSUPPORTED;
+            break;
+        }
+        if (hook) hook(user, k, op, 1);
+        if (st != EP_OK) return st;
+    }
+    return EP_OK;
+}
