@@ -1,0 +1,187 @@
+"""Every behaviour of the functional Ethos-U55 model that no document states, in one place.
+
+Each rule is a hypothesis: it names the Vela source that implies it and the evidence that it
+holds (outputs bit-exact with the TFLM interpreter).  No rule was tuned until outputs matched;
+rules were written from the Vela sources first and then checked.  "Vela source" paths are inside
+the ethos-u-vela 5.2.0 source distribution (`pip download --no-binary ethos-u-vela
+ethos-u-vela==5.2.0`); `regor/...` is the default C++ backend that generated the command streams.
+
+The model code refers to each rule by its name (grep for the name), so a rule that turns out
+wrong on silicon or an FVP is changed here and at the places that cite it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    statement: str
+    source: str
+    evidence: str
+
+
+# Sub-fields of 16-bit command parameters that the Python register module
+# (ethosu/vela/ethos_u55_regs/ethos_u55_regs.py) declares only as `param`.
+# (field, lsb within the parameter, width).  This is a documented register layout, not an
+# inferred behaviour: regor/architecture/ethosu65/ethos_u65_interface.hpp struct
+# npu_set_kernel_stride_t (the U55 generator uses the U65 interface), and the Python backend
+# ethosu/vela/register_command_stream_generator.py lines 506-517 emit the same bits.
+PARAM_SUBFIELDS: dict[str, list[tuple[str, int, int]]] = {
+    "NPU_SET_KERNEL_STRIDE": [
+        ("stride_x_lsb", 0, 1),
+        ("stride_y_lsb", 1, 1),
+        ("weight_order", 2, 1),  # 1 = part-kernel first
+        ("dilation_x", 3, 1),
+        ("dilation_y", 4, 1),
+        ("decomposition", 5, 1),
+        ("stride_x_msb", 6, 1),
+        ("stride_y_msb", 9, 1),
+    ],
+}
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str, statement: str, source: str, evidence: str) -> str:
+    RULES[name] = Rule(name, statement, source, evidence)
+    return name
+
+
+_BITEXACT = "bit-exact with TFLM on the digits fixture models (200 random inputs x 4 models x ethos-u55-32/64/128/256, tests/test_npu_models.py)"
+_SINGLE = "bit-exact with TFLM on single-operator models (tests/test_npu_ops.py)"
+
+IFM_EXTENT_FROM_OFM = rule(
+    "IFM_EXTENT_FROM_OFM",
+    "A CONV/DEPTHWISE/POOL reads IFM rows/columns -pad_top .. (ofm_h-1)*stride_y + dilated_kernel_h - 1 - pad_top; "
+    "positions < 0 or beyond the IFM extent (ofm extent*stride + kernel - pad_top - pad_bottom) read as padding. "
+    "Padding equals the IFM zero point (contributes 0 to MAC sums) and is excluded from MAX pooling.",
+    "regor/architecture/ethosu55/ethos_u55_register_cs_generator.cpp GeneratePadding / GenerateIFM (no IFM height/width "
+    "register besides the tile sizes); NPU_SET_KERNEL_HEIGHT_M1 holds dilation*(h-1) (GenerateKernel, DilatedWH).",
+    _BITEXACT + "; padded CONV/DEPTHWISE/AVERAGE_POOL single-op models",
+)
+
+WEIGHT_STREAM_ORDER = rule(
+    "WEIGHT_STREAM_ORDER",
+    "The decoded weight stream of one operation covers exactly its OFM_DEPTH channels, in the order of Vela's "
+    "EthosUWeightOrdering::GetNext with ofmBlockDepth = OFM_BLK_DEPTH_M1+1, traversal from KERNEL_STRIDE.weight_order "
+    "(or DEPTHWISE for NPU_OP_DEPTHWISE), micro-block depths of the MAC configuration, 8x8 (dilation-scaled) decomposition.",
+    "regor/architecture/ethosu55/ethos_u55_weight_encoder.cpp EthosUWeightOrdering (lines ~105-300); "
+    "ethosu/vela/architecture_features.py accelerator_configs (ublock depths).",
+    _BITEXACT + " (every layer's weights recovered; wrong order gives wrong outputs immediately)",
+)
+
+TFL_ROUNDING = rule(
+    "TFL_ROUNDING",
+    "Output scaling v = acc * scale (64-bit), result = round(v / 2^shift). Round mode TFL ('DBL'): for shift <= 31 "
+    "round half up; for shift > 31 first round half up at bit 31 (TFLite SaturatingRoundingDoublingHighMul) then "
+    "round half away from zero over the remaining shift-31 bits (RoundingDivideByPOT). NATURAL: half up. "
+    "TRUNCATE: toward zero.",
+    "ethosu/vela/scaling.py quantise_scale (shift = 31 - TFLite exponent); regor round_mode::DBL used for TFLite ops.",
+    _BITEXACT,
+)
+
+CLAMP_BEFORE_LUT = rule(
+    "CLAMP_BEFORE_LUT",
+    "With a lookup-table activation, ACTIVATION_MIN/MAX clamp the scaled value (OFM zero point added) before it indexes "
+    "the table (index = value + 128 for 256-entry tables); the table entry (int8, or int32 for 1024-byte tables) is "
+    "the output. Without a table the clamp is the last step before saturation to the OFM precision.",
+    "regor ethos_u55_register_cs_generator.cpp GenerateActivation: for a LUT with an int32 OFM the clip range is "
+    "forced to INT8 and min/max to [-128,127] - meaningful only for the table index.",
+    _BITEXACT + " (softmax exp table: SUB + LUT with int32 OFM)",
+)
+
+LUT_IN_SHRAM = rule(
+    "LUT_IN_SHRAM",
+    "Lookup tables are DMA'd into SHRAM (DMA region with the 'internal' bit set); ACTIVATION TABLE_n reads table n at "
+    "SHRAM byte lutStart*bank_size + n*256, where lutStart is the AB_START-independent LUT bank: the model takes the "
+    "table from the SHRAM address that the most recent DMA with an internal destination wrote for slot n.",
+    "regor ethos_u55_register_cs_generator.cpp GenerateActivation (lutStart, lutSlotSize) and InsertLUTDMACommand; "
+    "ethosu/vela/architecture_features.py shram_lut_address / shram_lut_slot_size = 256.",
+    _BITEXACT,
+)
+
+ELEMENTWISE_16BIT_SCALE = rule(
+    "ELEMENTWISE_16BIT_SCALE",
+    "ADD/SUB with IFM scale mode OPA_OPB_16: each operand is (x - zero_point) * OP{A,B}_SCALE (no shift), then the "
+    "sum/difference is output-scaled with OFM_SCALE and its shift.",
+    "regor ethos_u55_register_cs_generator.cpp GenerateScalingForElementwise (equal input scales: opaScale = "
+    "scale >> shift, OPA_OPB_16).",
+    _BITEXACT + " (softmax ADD/SUB)",
+)
+
+ADVANCED_ADD_SUB = rule(
+    "ADVANCED_ADD_SUB",
+    "ADD/SUB with IFM scale mode OPA_32 (resp. OPB_32): the scaled operand is ((x - zp) << 20) * OPA_SCALE rounded "
+    "(OFM round mode) by OPA_SHIFT + 20, the other operand is (x - zp) << 19 (OPB_SCALE ignored); then output scaling.",
+    "ethosu/vela/scaling.py advanced_elementwise_add_sub_scale (input_shift 20: the larger input's rescale is exactly "
+    "2^19, the smaller's multiplier has 2^20 folded in); regor GenerateScalingForElementwise.",
+    _SINGLE + " (ADD with different input scales)",
+)
+
+MUL_32BIT_SHIFT_ONLY = rule(
+    "MUL_32BIT_SHIFT_ONLY",
+    "MUL with an int32 IFM ignores the OFM_SCALE multiplier and applies only its shift (with the OFM round mode) to "
+    "the 64-bit product.",
+    "regor compiler/softmax.cpp (int32 MULs of the Newton-Raphson reciprocal, scales built as multiplier+shift of "
+    "Q31 values); feasibility experiment note npu-model.md.",
+    _BITEXACT + " (softmax)",
+)
+
+SHR_ROUND_FROM_OFM = rule(
+    "SHR_ROUND_FROM_OFM",
+    "SHR shifts IFM right by IFM2 (per element or scalar) with the OFM round mode (TFL/NATURAL: add 2^(n-1) before the "
+    "arithmetic shift; TRUNCATE: plain arithmetic shift); the OFM scale is not applied to SHR/SHL/CLZ.",
+    "regor compiler/softmax.cpp CreateAsr (rounding set on the op's OFM); regor GenerateOFMPrecision writes the round mode.",
+    _BITEXACT + " (softmax Asr)",
+)
+
+UNSCALED_ELEMENTWISE = rule(
+    "UNSCALED_ELEMENTWISE",
+    "MIN, MAX, SHL, SHR, CLZ do not use OPA/OPB scales (Vela does not write those registers for them, so they hold "
+    "stale values); MIN/MAX/ABS/LRELU apply the OFM scale to (x - zp).",
+    "regor GenerateScalingForElementwise emits OPA/OPB only for ADD/SUB.",
+    _BITEXACT,
+)
+
+AVGPOOL_HW_DIVIDE = rule(
+    "AVGPOOL_HW_DIVIDE",
+    "AVERAGE pooling with padding and a unit OFM scale (scale 1, shift 0): the hardware divides the sum of valid taps by "
+    "their number, rounding half away from zero (as TFLite's reference AveragePool).",
+    "regor ethos_u55_register_cs_generator.cpp GenerateOFMScalingForPooling ('padded average-pools use HW-scaling', "
+    "asserts a unit rescale).",
+    _SINGLE + " (AVERAGE_POOL_2D SAME padding)",
+)
+
+REDUCE_SUM_OVER_DEPTH = rule(
+    "REDUCE_SUM_OVER_DEPTH",
+    "POOL mode REDUCE_SUM sums (x - zp) over the IFM channels within the kernel window and writes one OFM channel.",
+    "regor compiler/softmax.cpp (ReduceSum over the class axis, OFM depth 1).",
+    _BITEXACT + " (softmax)",
+)
+
+ACC_BIAS_40BIT = rule(
+    "ACC_BIAS_40BIT",
+    "The 10-byte scale/bias entry is: 40-bit signed bias, 32-bit unsigned scale, 6-bit shift; the bias is added to the "
+    "accumulator before output scaling; the accumulator is exact (no wrap) for the int8 models Vela emits.",
+    "regor ethos_u55_weight_encoder.cpp EncodeBias.",
+    _BITEXACT,
+)
+
+OFM_SATURATE = rule(
+    "OFM_SATURATE",
+    "After scaling, zero point and clamping the value saturates to the OFM precision (int8/int16/int32).",
+    "regor GenerateActivation sets min/max only within 16 bits; int32 OFMs are not clamped unless clip range forces it.",
+    _BITEXACT,
+)
+
+
+def rules_text() -> str:
+    """All rules as Markdown (for the README and reports)."""
+    out = []
+    for r in RULES.values():
+        out.append(f"- **{r.name}**: {r.statement}\n  - source: {r.source}\n  - evidence: {r.evidence}")
+    return "\n".join(out)
