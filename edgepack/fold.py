@@ -1,0 +1,641 @@
+"""Fold weights into layer-shared int8 codebooks ("palette" form).
+
+A clustered network loses its clustering on the way to int8: per-channel quantization (and
+batch-norm folding before it) turns one codebook of K real values into a different int8 codebook
+in every output channel. Folding finds, per weight tensor, one int8 codebook of at most K values
+shared by all output channels plus per-channel scales that absorb the channel gains, so that the
+int8 weights are `codebook[index]` and `real = scale[c] * codebook[index]`.
+
+The objective is the squared error against the original real weights `scale_c * (q - zp)`.
+It is minimised by alternation, from two starting hypotheses (the lower error wins):
+
+* `layer-wide scale`: the layer was clustered before per-channel quantization, so the real
+  values already repeat across channels (start with gain 1 for every channel);
+* `per-channel gain`: batch-norm folding multiplied every channel by its own gain, so values
+  repeat once each channel is divided by its peak (start with gain = channel peak).
+
+Real phase: fix the gains, cluster `w / g_c` (weight `g_c^2`) with an exact 1-D k-means (dynamic
+programme on sorted values with prefix sums, refined by boundary-moving Lloyd); fix the
+clusters, solve each gain in closed form; stop when the error no longer falls. Integer phase: map
+the codebook onto the full int8 range, then alternate assignment, codebook (rounded weighted
+means: the exact integer optimum of a separable quadratic) and per-channel scales until the
+error no longer falls.
+
+Zeros: every zero weight stays exactly zero (zero is a codebook entry pinned at 0 whenever the
+tensor has a zero). A non-zero weight becomes zero only when zero is its nearest codebook value,
+exactly as int8 rounding would do; those are counted in `FoldedTensor.zeros_added`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ModelError, UsageError
+from .inspect import CLUSTERED_MAX_VALUES, channel_axis, shared_codebook_size
+from .tflite import Model, Quantization, Tensor, serialize_model
+
+MAX_CLUSTERS = 256
+INT8_LIMIT = 127  # symmetric int8 weights: TFLite requires zero point 0 and [-127, 127]
+DP_POINTS = 512  # the exact DP runs on at most this many (grouped) points, Lloyd refines on all
+MAX_ROUNDS = 40
+RANDOM_CALIBRATION_SAMPLES = 32
+RANDOM_CALIBRATION_SEED = 0
+
+Progress = Callable[[int, int, str], None]
+
+
+# --- results -------------------------------------------------------------------------------
+
+@dataclass
+class Codebook:
+    """The int8 values a layer's weights take, sorted ascending, all distinct."""
+
+    values: np.ndarray  # int8
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of one packed index (1..8): what `edgepack.packing.pack_indices` wants."""
+        return max(1, math.ceil(math.log2(max(self.size, 1))))
+
+
+@dataclass
+class WeightFold:
+    """The fold of one weight matrix ([C, N], channel first), before it goes back in a model."""
+
+    codebook: Codebook
+    indices: np.ndarray  # uint8 [C, N]
+    scales: np.ndarray  # float32 [C] (or [1] per tensor): real = scales[c] * codebook[index]
+    sqnr_db: float  # weight signal-to-quantization-noise against the original real weights
+    hypothesis: str  # "lossless", "layer-wide scale" or "per-channel gain"
+
+    @property
+    def int8(self) -> np.ndarray:
+        return self.codebook.values[self.indices]
+
+
+@dataclass
+class FoldedTensor:
+    operator: int  # the (first) operator that owns the weights
+    op_type: str
+    tensor: int
+    name: str
+    shape: tuple[int, ...]
+    channel_axis: int
+    per_channel: bool  # per-channel scales in the folded model (per-tensor inputs stay so)
+    folded: bool  # False: kept dense int8 (see `reason`)
+    reason: str  # why it was folded to this K, or why it was kept dense
+    codebook: Codebook | None  # None when kept dense
+    indices: np.ndarray | None  # uint8, the tensor's shape and element order; None when dense
+    scales: np.ndarray  # float32 per channel (length 1 per tensor), as in the folded model
+    sqnr_db: float  # inf when lossless
+    hypothesis: str
+    distinct_before: int  # distinct int8 values in the input tensor
+    zeros: int  # zero weights in the input tensor (all still zero)
+    zeros_added: int  # non-zero weights that became zero (zero was their nearest value)
+    zero_channels: list[int]  # all-zero output channels
+
+    @property
+    def clusters(self) -> int:
+        return self.codebook.size if self.codebook is not None else self.distinct_before
+
+    @property
+    def index_bits(self) -> int:
+        return self.codebook.index_bits if self.codebook is not None else 8
+
+    @property
+    def lossless(self) -> bool:
+        return math.isinf(self.sqnr_db)
+
+
+@dataclass
+class Agreement:
+    """End-to-end: folded against unfolded model through the TFLM interpreter."""
+
+    samples: int
+    source: str  # where the inputs came from
+    mean_abs_diff: float  # output int8 steps, averaged over every output element
+    max_abs_diff: int
+    top1_agreement: float  # fraction of inputs whose arg-max output is the same
+
+
+@dataclass
+class FoldResult:
+    model: Model  # the folded model: a standard TFLite model
+    tensors: list[FoldedTensor]
+    agreement: Agreement | None
+    clusters: int | str
+    max_error_db: float | None
+
+    def to_json(self) -> dict:
+        def num(x: float):
+            return None if math.isinf(x) else round(float(x), 3)
+
+        weights = []
+        for t in self.tensors:
+            weights.append({
+                "operator": t.operator, "op_type": t.op_type, "tensor": t.tensor, "name": t.name,
+                "shape": list(t.shape), "channel_axis": t.channel_axis, "folded": t.folded,
+                "reason": t.reason, "per_channel": t.per_channel,
+                "clusters": t.clusters, "index_bits": t.index_bits,
+                "codebook": t.codebook.values.tolist() if t.codebook is not None else None,
+                "sqnr_db": num(t.sqnr_db), "lossless": t.lossless, "hypothesis": t.hypothesis,
+                "distinct_before": t.distinct_before, "zeros": t.zeros,
+                "zeros_added": t.zeros_added, "zero_channels": t.zero_channels,
+            })
+        a = self.agreement
+        return {
+            "model": self.model.path,
+            "clusters": self.clusters,
+            "max_error_db": self.max_error_db,
+            "weights": weights,
+            "folded_tensors": sum(t.folded for t in self.tensors),
+            "min_sqnr_db": num(min((t.sqnr_db for t in self.tensors if t.folded),
+                                   default=math.inf)),
+            "agreement": None if a is None else {
+                "samples": a.samples, "source": a.source,
+                "mean_abs_diff": round(a.mean_abs_diff, 6), "max_abs_diff": a.max_abs_diff,
+                "top1_agreement": round(a.top1_agreement, 6)},
+        }
+
+
+# --- 1-D k-means -----------------------------------------------------------------------------
+
+def _prefix(xs: np.ndarray, ws: np.ndarray):
+    z = np.zeros(1)
+    return (np.concatenate([z, np.cumsum(ws)]), np.concatenate([z, np.cumsum(ws * xs)]),
+            np.concatenate([z, np.cumsum(ws * xs * xs)]))
+
+
+def kmeans_dp(xs: np.ndarray, ws: np.ndarray, k: int) -> np.ndarray:
+    """Optimal weighted 1-D k-means of sorted distinct points `xs` (weights `ws`) into at most
+    `k` clusters (an O(k m^2) dynamic programme, vectorised over m); returns the centroids."""
+    m = xs.size
+    if k >= m:
+        return xs.astype(np.float64).copy()
+    shift = float(np.average(xs, weights=ws))  # centring keeps the prefix sums well conditioned
+    W, S, Q = _prefix(xs - shift, ws)
+    i = np.arange(m)[:, None]
+    j = np.arange(m)[None, :]
+    jj = np.maximum(i, j) + 1
+    w_ = W[jj] - W[i]
+    s_ = S[jj] - S[i]
+    cost = np.maximum(Q[jj] - Q[i] - s_ * s_ / w_, 0.0)
+    cost[np.broadcast_to(i > j, cost.shape)] = np.inf  # cost[i, j]: one cluster of points i..j
+    best = cost[0].copy()
+    back = np.zeros((k, m), np.int64)
+    cols = np.arange(m)
+    for c in range(1, k):
+        cand = best[:-1, None] + cost[1:, :]  # the last cluster starts at point i + 1
+        arg = cand.argmin(axis=0)
+        best = cand[arg, cols]
+        back[c] = arg + 1
+    starts = []
+    j_end = m - 1
+    for c in range(k - 1, -1, -1):
+        start = int(back[c, j_end]) if c else 0
+        starts.append(start)
+        j_end = start - 1
+    starts = np.array(starts[::-1])
+    ends = np.concatenate([starts[1:], [m]])
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    return (S[ends] - S[starts]) / (W[ends] - W[starts]) + shift
+
+
+def _lloyd_sorted(xs: np.ndarray, ws: np.ndarray, centroids: np.ndarray, pin_zero: bool,
+                  prefix=None, rounds: int = 300) -> np.ndarray:
+    """Lloyd on sorted points, one step in O(k log m): the boundaries between clusters are the
+    midpoints of neighbouring centroids, found by binary search; the means come from prefix
+    sums. With `pin_zero` the cluster that holds 0 keeps its centroid at exactly 0."""
+    W, S, _ = prefix if prefix is not None else _prefix(xs, ws)
+    c = np.unique(centroids)
+    bounds = None
+    for _ in range(rounds):
+        cut = np.searchsorted(xs, (c[:-1] + c[1:]) / 2, side="right")
+        if bounds is not None and np.array_equal(cut, bounds):
+            break
+        bounds = cut
+        starts = np.concatenate([[0], cut])
+        ends = np.concatenate([cut, [xs.size]])
+        wk = W[ends] - W[starts]
+        live = wk > 0
+        c = (S[ends] - S[starts])[live] / wk[live]
+        if pin_zero:
+            c[_nearest(c, np.zeros(1))[0]] = 0.0
+            c = np.unique(c)
+    return c
+
+
+def _nearest(codebook: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of the sorted `codebook` for every element of `x`."""
+    if codebook.size == 1:
+        return np.zeros(x.shape, np.intp)
+    return np.searchsorted((codebook[:-1] + codebook[1:]) / 2, x, side="left")
+
+
+def cluster_1d(x: np.ndarray, weights: np.ndarray, k: int, pin_zero: bool = False,
+               init: np.ndarray | None = None) -> np.ndarray:
+    """Weighted 1-D k-means of `x` into at most `k` centroids (sorted). Without `init`: the exact
+    DP on the distinct values (grouped into at most DP_POINTS value bins when there are more),
+    then Lloyd on the exact values; with `init`, Lloyd from there (a warm start)."""
+    xs, inv = np.unique(x.ravel(), return_inverse=True)
+    ws = np.bincount(inv, weights=np.broadcast_to(weights, x.shape).ravel(), minlength=xs.size)
+    live = ws > 0
+    xs, ws = xs[live], ws[live]
+    if xs.size == 0:
+        return np.zeros(1)
+    prefix = _prefix(xs, ws)
+    if init is None:
+        if xs.size > DP_POINTS:
+            span = xs[-1] - xs[0]
+            group = np.minimum(((xs - xs[0]) / span * DP_POINTS).astype(np.int64), DP_POINTS - 1)
+            gw = np.bincount(group, weights=ws, minlength=DP_POINTS)
+            gx = np.bincount(group, weights=ws * xs, minlength=DP_POINTS)
+            used = gw > 0
+            init = kmeans_dp(gx[used] / gw[used], gw[used], k)
+        else:
+            init = kmeans_dp(xs, ws, k)
+    if pin_zero:
+        init = np.asarray(init, np.float64).copy()
+        init[_nearest(np.sort(init), np.zeros(1))[0]] = 0.0
+    return _lloyd_sorted(xs, ws, init, pin_zero, prefix)
+
+
+# --- folding one weight matrix ---------------------------------------------------------------
+
+def _sqnr_db(w: np.ndarray, err: float) -> float:
+    signal = float(np.sum(w * w))
+    if err <= 0:
+        return math.inf
+    if signal <= 0:
+        return -math.inf
+    return 10.0 * math.log10(signal / err)
+
+
+def _solve_scales(w: np.ndarray, v: np.ndarray, previous: np.ndarray, per_channel: bool):
+    """Least-squares scale per channel (or one for the tensor) for fixed values `v`."""
+    num = (w * v).sum(axis=1)
+    den = (v * v).sum(axis=1)
+    if not per_channel:
+        num, den = np.full_like(num, num.sum()), np.full_like(den, den.sum())
+    ok = (den > 0) & (num > 0)
+    return np.where(ok, num / np.where(ok, den, 1.0), previous)
+
+
+def _fold_real(w: np.ndarray, gains: np.ndarray, k: int, pin_zero: bool, per_channel: bool):
+    """Real phase: alternate 1-D clustering of w / g (weights g^2) and closed-form gains."""
+    codebook = None
+    best = None
+    err_prev = math.inf
+    for _ in range(MAX_ROUNDS):
+        x = w / gains[:, None]
+        codebook = cluster_1d(x, (gains * gains)[:, None], k, pin_zero, init=codebook)
+        u = codebook[_nearest(codebook, x)]
+        gains = _solve_scales(w, u, gains, per_channel)
+        err = float(np.sum((w - gains[:, None] * u) ** 2))
+        if best is None or err < best[0]:
+            best = (err, codebook, gains)
+        if err >= err_prev * (1 - 1e-9):
+            break
+        err_prev = err
+    return best[1], best[2]
+
+
+def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: bool,
+              per_channel: bool):
+    """Integer phase: put the real codebook on the full int8 range, then alternate assignment,
+    integer codebook and scales while the error falls. Returns (values, indices, scales, err)."""
+    peak = float(np.max(np.abs(codebook)))
+    if peak == 0:
+        values = np.zeros(1)
+        scales = gains
+    else:
+        values = np.unique(np.clip(np.round(codebook / peak * INT8_LIMIT), -INT8_LIMIT, INT8_LIMIT))
+        scales = gains * peak / INT8_LIMIT
+    best = None
+    for _ in range(MAX_ROUNDS):
+        idx = _nearest(values, w / scales[:, None])
+        err = float(np.sum((w - scales[:, None] * values[idx]) ** 2))
+        if best is not None and err >= best[3] * (1 - 1e-9):
+            break
+        best = (values, idx, scales, err)
+        # exact integer optimum of each entry given assignment and scales
+        t = np.broadcast_to(scales[:, None], w.shape)
+        num = np.bincount(idx.ravel(), weights=(t * w).ravel(), minlength=values.size)
+        den = np.bincount(idx.ravel(), weights=(t * t).ravel(), minlength=values.size)
+        new = np.where(den > 0, np.round(num / np.where(den > 0, den, 1)), values)
+        if pin_zero:
+            new[values == 0] = 0
+        new = np.clip(new, -INT8_LIMIT, INT8_LIMIT)
+        scales = _solve_scales(w, new[idx], scales, per_channel)
+        values = np.unique(new[den > 0]) if np.any(den > 0) else values
+        if pin_zero and 0 not in values:
+            values = np.unique(np.concatenate([values, [0.0]]))
+    values, idx, scales, err = best
+    return values, scales
+
+
+def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarray | None = None,
+                 per_channel: bool | None = None) -> WeightFold:
+    """Fold int8 weights `q` ([C, N], channel first) with quantization `scales` ([C], or [1]
+    per tensor) into an int8 codebook of at most `k` values shared by all C channels."""
+    q = np.asarray(q)
+    c = q.shape[0]
+    scales = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (c,)).copy()
+    if per_channel is None:
+        per_channel = np.asarray(scales).size > 1 and np.unique(scales).size > 1
+    zp = np.zeros(c) if zero_point is None else np.broadcast_to(
+        np.asarray(zero_point, np.float64).reshape(-1), (c,))
+    qi = q.astype(np.int64)
+    if not np.any(zp) and np.unique(qi).size <= k:
+        values, idx = np.unique(qi, return_inverse=True)
+        out_scales = np.asarray(scales if per_channel else scales[:1], np.float32)
+        return WeightFold(Codebook(values.astype(np.int8)), idx.reshape(q.shape).astype(np.uint8),
+                          out_scales, math.inf, "lossless")
+    w = scales[:, None] * (qi - zp[:, None])
+    pin_zero = bool(np.any(w == 0))
+    if pin_zero and k < 2 and np.any(w != 0):
+        raise UsageError("1 cluster cannot keep the zero weights zero and the others non-zero; "
+                         "use --clusters 2 or more")
+    peaks = np.abs(w).max(axis=1)
+    hypotheses = [("layer-wide scale", np.ones(c))]
+    if per_channel:
+        hypotheses.append(("per-channel gain", np.where(peaks > 0, peaks, 1.0)))
+    best = None
+    for name, gains in hypotheses:
+        codebook, gains = _fold_real(w, gains, k, pin_zero, per_channel)
+        values, out = _fold_int(w, codebook, gains, pin_zero, per_channel)
+        # scales as stored (float32), zero channels keep their old scale, then the final
+        # assignment for exactly those scales
+        out = np.where(peaks > 0, out, scales).astype(np.float32)
+        out64 = out.astype(np.float64)
+        idx = _nearest(values, w / out64[:, None])
+        err = float(np.sum((w - out64[:, None] * values[idx]) ** 2))
+        if best is None or err < best[0]:
+            best = (err, name, values, idx, out)
+    err, name, values, idx, out = best
+    used = np.unique(idx)  # drop entries nothing maps to
+    remap = np.zeros(values.size, np.int64)
+    remap[used] = np.arange(used.size)
+    values, idx = values[used], remap[idx]
+    return WeightFold(Codebook(values.astype(np.int8)), idx.astype(np.uint8),
+                      out if per_channel else out[:1], _sqnr_db(w, err), name)
+
+
+# --- choosing K ------------------------------------------------------------------------------
+
+def _auto_clusters(q: np.ndarray, scales: np.ndarray) -> tuple[int | None, str]:
+    """The model's own clustering (as `edgepack inspect` sees it), or None for a dense tensor."""
+    distinct = int(np.unique(q).size)
+    shared, hypothesis = shared_codebook_size(q.astype(np.int64), scales)
+    if shared > CLUSTERED_MAX_VALUES:
+        return None, (f"kept dense: {distinct} distinct int8 values, never clustered "
+                      "(pass --clusters K or --max-error DB to fold it)")
+    if distinct <= shared:
+        return distinct, f"auto: already palette-ready, {distinct} layer-shared values"
+    return shared, f"auto: clustered to {shared} values ({hypothesis})"
+
+
+def _fold_to_bound(q, scales, zp, per_channel, max_error_db: float) -> tuple[WeightFold, str]:
+    """Smallest K in 2..256 whose weight SQNR is at least `max_error_db`, by bisection (the
+    SQNR grows with K; K = the number of distinct values is always lossless)."""
+    hi = max(2, min(MAX_CLUSTERS, int(np.unique(q).size)))
+    best = fold_weights(q, scales, hi, zp, per_channel)
+    lo = 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        trial = fold_weights(q, scales, mid, zp, per_channel)
+        if trial.sqnr_db >= max_error_db:
+            hi, best = mid, trial
+        else:
+            lo = mid + 1
+    if best.codebook.size > hi:  # hi was never tried below the lossless fold
+        best = fold_weights(q, scales, hi, zp, per_channel)
+    return best, f"--max-error {max_error_db:g} dB: smallest K meeting the bound is {hi}"
+
+
+# --- the model -------------------------------------------------------------------------------
+
+def _parse_clusters(clusters) -> int | str:
+    if isinstance(clusters, str):
+        if clusters.strip().lower() == "auto":
+            return "auto"
+        try:
+            clusters = int(clusters)
+        except ValueError:
+            raise UsageError(f"--clusters must be an integer 1..{MAX_CLUSTERS} or 'auto', "
+                             f"got '{clusters}'") from None
+    if isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer)) \
+            or not 1 <= int(clusters) <= MAX_CLUSTERS:
+        raise UsageError(f"--clusters must be an integer 1..{MAX_CLUSTERS} or 'auto', "
+                         f"got {clusters!r}")
+    return int(clusters)
+
+
+def _rederive_bias(model: Model, op, old_w: np.ndarray, new_w: np.ndarray, done: set) -> None:
+    """Keep every bias equal in real terms: bias scale = input scale x new weight scale."""
+    if len(op.inputs) < 3 or op.inputs[2] < 0 or op.inputs[2] in done:
+        return
+    bias = model.tensors[op.inputs[2]]
+    x = model.tensors[op.inputs[0]]
+    if bias.data is None or bias.dtype != "int32" or x.quantization is None:
+        return
+    done.add(bias.index)
+    in_scale = float(x.quantization.scale[0])
+    n = bias.data.size
+    old = np.broadcast_to(old_w.astype(np.float64), (n,))
+    if bias.quantization is not None and bias.quantization.scale.size in (1, n):
+        old_bias_scale = np.broadcast_to(bias.quantization.scale.astype(np.float64), (n,))
+    else:
+        old_bias_scale = in_scale * old
+    real = bias.data.astype(np.float64) * old_bias_scale
+    new_scale = (in_scale * np.broadcast_to(new_w.astype(np.float64), (n,))).astype(np.float32)
+    new = np.round(real / new_scale.astype(np.float64))
+    bias.data = np.clip(new, -2**31, 2**31 - 1).astype(np.int32).reshape(bias.shape)
+    per_channel = new_w.size > 1
+    bias.quantization = Quantization(
+        scale=new_scale if per_channel else new_scale[:1],
+        zero_point=np.zeros(n if per_channel else 1, np.int64), axis=0)
+
+
+def fold_model(model: Model, clusters: int | str = "auto", max_error_db: float | None = None,
+               calibration: np.ndarray | None = None, progress: Progress | None = None,
+               check_agreement: bool = True) -> FoldResult:
+    """Fold every int8 weight tensor of `model` (left unchanged) into a layer-shared codebook.
+
+    `clusters`: K in 1..256 for every tensor, or "auto" (each tensor's own clustering; dense
+    tensors stay dense). `max_error_db`: instead, per tensor the smallest K in 2..256 whose
+    weight SQNR is at least this. `calibration`: inputs for the end-to-end agreement check
+    ([N, *input shape[1:]], int8 as is or float real values), random int8 when None."""
+    clusters = _parse_clusters(clusters)
+    if max_error_db is not None:
+        if clusters != "auto":
+            raise UsageError("--clusters K and --max-error DB are alternatives: give one")
+        if not math.isfinite(max_error_db) or max_error_db <= 0:
+            raise UsageError(f"--max-error must be a positive number of dB, got {max_error_db}")
+    pairs = [(op, t) for op, t in model.weight_tensors() if t.dtype == "int8"]
+    if not pairs:
+        raise ModelError("no int8 weight tensors to fold (CONV_2D, DEPTHWISE_CONV_2D, "
+                         "FULLY_CONNECTED, ... with int8 weights)", model.path)
+    if calibration is not None:
+        calibration = calibration_inputs(model, calibration)
+
+    folded_model = copy.deepcopy(model)
+    results: list[FoldedTensor] = []
+    seen: dict[int, FoldedTensor] = {}
+    biases_done: set[int] = set()
+    for n, (op, t) in enumerate(pairs):
+        if progress is not None:
+            progress(n, len(pairs), t.name)
+        if t.index in seen:  # shared weights: folded once, biases per operator
+            ft = seen[t.index]
+            if ft.folded:
+                _rederive_bias(folded_model, folded_model.operators[op.index],
+                               _old_scales(t), ft.scales, biases_done)
+            continue
+        ft = _fold_tensor(op, t, clusters, max_error_db)
+        seen[t.index] = ft
+        results.append(ft)
+        if ft.folded:
+            new_t = folded_model.tensors[t.index]
+            new_t.data = ft.codebook.values[ft.indices].astype(np.int8)
+            new_t.quantization = Quantization(
+                scale=ft.scales.astype(np.float32),
+                zero_point=np.zeros(ft.scales.size, np.int64),
+                axis=ft.channel_axis if ft.per_channel else 0)
+            _rederive_bias(folded_model, folded_model.operators[op.index], _old_scales(t),
+                           ft.scales, biases_done)
+    if progress is not None:
+        progress(len(pairs), len(pairs), "done")
+    agreement = None
+    if check_agreement:
+        agreement = measure_agreement(model, folded_model, calibration)
+    return FoldResult(folded_model, results, agreement, clusters, max_error_db)
+
+
+def _old_scales(t: Tensor) -> np.ndarray:
+    return np.asarray(t.quantization.scale if t.quantization is not None else [1.0], np.float64)
+
+
+def _fold_tensor(op, t: Tensor, clusters, max_error_db) -> FoldedTensor:
+    axis = channel_axis(op, t)
+    q = np.moveaxis(np.asarray(t.data), axis, 0)
+    channel_shape = q.shape
+    q2 = q.reshape(q.shape[0], -1)
+    quant = t.quantization
+    per_channel = quant is not None and quant.per_channel
+    scales = np.asarray(quant.scale if quant is not None else [1.0], np.float64)
+    zp = np.asarray(quant.zero_point if quant is not None else [0], np.float64)
+    full_scales = np.broadcast_to(scales, (q2.shape[0],))
+    zeros = int(np.count_nonzero(q2 == 0))
+    zero_channels = [int(c) for c in np.flatnonzero(~q2.any(axis=1))]
+    distinct = int(np.unique(q2).size)
+    common = dict(operator=op.index, op_type=op.opcode, tensor=t.index, name=t.name,
+                  shape=tuple(t.shape), channel_axis=axis, per_channel=per_channel,
+                  distinct_before=distinct, zeros=zeros, zero_channels=zero_channels)
+    if max_error_db is not None:
+        fold, reason = _fold_to_bound(q2, scales, zp, per_channel, max_error_db)
+    else:
+        if clusters == "auto":
+            k, reason = _auto_clusters(q2, full_scales)
+            if k is None:
+                return FoldedTensor(folded=False, reason=reason, codebook=None, indices=None,
+                                    scales=scales.astype(np.float32), sqnr_db=math.inf,
+                                    hypothesis="dense", zeros_added=0, **common)
+        else:
+            k, reason = clusters, f"--clusters {clusters}"
+        try:
+            fold = fold_weights(q2, scales, k, zp, per_channel)
+        except UsageError as err:
+            raise UsageError(f"tensor '{t.name}': {err}") from None
+    idx = np.moveaxis(fold.indices.reshape(channel_shape), 0, axis)
+    new_q = fold.codebook.values[fold.indices]
+    zeros_added = int(np.count_nonzero((new_q == 0) & (q2 != 0)))
+    if fold.hypothesis == "lossless":
+        reason += " (lossless: the int8 values are unchanged)"
+    return FoldedTensor(folded=True, reason=reason, codebook=fold.codebook,
+                        indices=np.ascontiguousarray(idx), scales=fold.scales,
+                        sqnr_db=fold.sqnr_db, hypothesis=fold.hypothesis,
+                        zeros_added=zeros_added, **common)
+
+
+# --- calibration and the end-to-end check --------------------------------------------------
+
+def load_calibration(path: str | Path) -> np.ndarray:
+    """Read a calibration `.npy` (no pickles)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError("no such calibration file", str(path))
+    if p.is_dir():
+        raise UsageError("is a directory, expected a .npy calibration file", str(path))
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UsageError(f"not a readable .npy array ({err})", str(path)) from None
+
+
+def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibration") -> np.ndarray:
+    """Calibration data as int8 model inputs [N, *input shape]. int8 is used as is; float is
+    real-valued input, quantized with the input tensor's scale and zero point."""
+    if len(model.inputs) != 1:
+        raise UsageError(f"{source}: the model has {len(model.inputs)} inputs; calibration "
+                         "files are supported for single-input models")
+    x = model.tensors[model.inputs[0]]
+    want = tuple(x.shape[1:]) if x.shape else ()
+    data = np.asarray(data)
+    described = f"model input '{x.name}' {x.dtype} {list(x.shape)}"
+    if data.dtype not in (np.int8, np.float32, np.float64):
+        raise UsageError(f"{source}: dtype {data.dtype} does not match {described} (give int8 "
+                         "values, or float32 real values to quantize with the input scale)")
+    if data.ndim == len(want):
+        data = data[None]
+    if tuple(data.shape[1:]) != want or data.shape[0] == 0:
+        raise UsageError(f"{source}: shape {list(data.shape)} does not match {described} "
+                         f"(expected [N, {', '.join(map(str, want))}])")
+    if data.dtype == np.int8:
+        return data
+    if x.quantization is None:
+        raise UsageError(f"{source}: float data but {described} has no quantization to apply")
+    s, zp = float(x.quantization.scale[0]), int(x.quantization.zero_point[0])
+    return np.clip(np.round(data.astype(np.float64) / s) + zp, -128, 127).astype(np.int8)
+
+
+def measure_agreement(original: Model, folded: Model,
+                      calibration: np.ndarray | None = None) -> Agreement:
+    """Run both models through the TFLM interpreter (the bit-exact reference) on the same
+    inputs and compare the first output."""
+    from tflite_micro import runtime
+
+    if calibration is None:
+        rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
+        shapes = [(RANDOM_CALIBRATION_SAMPLES,) + tuple(original.tensors[i].shape[1:])
+                  for i in original.inputs]
+        batches = [rng.integers(-128, 128, size=s, dtype=np.int8) for s in shapes]
+        source = f"{RANDOM_CALIBRATION_SAMPLES} random int8 inputs (seed {RANDOM_CALIBRATION_SEED})"
+    else:
+        batches = [calibration]
+        source = f"{calibration.shape[0]} calibration inputs"
+    outs = []
+    for m in (original, folded):
+        interp = runtime.Interpreter.from_bytes(serialize_model(m))
+        rows = []
+        for n in range(batches[0].shape[0]):
+            for i, b in enumerate(batches):
+                interp.set_input(b[n:n + 1].astype(b.dtype), i)
+            interp.invoke()
+            rows.append(np.array(interp.get_output(0)).reshape(-1).astype(np.int64))
+        outs.append(np.stack(rows))
+    diff = np.abs(outs[0] - outs[1])
+    return Agreement(samples=int(diff.shape[0]), source=source,
+                     mean_abs_diff=float(diff.mean()), max_abs_diff=int(diff.max()),
+                     top1_agreement=float(np.mean(outs[0].argmax(1) == outs[1].argmax(1))))
