@@ -284,3 +284,55 @@ def load_board(name_or_path: str | Path, directory: Path = BOARDS_DIR) -> BoardS
         raise UsageError(f"unknown board {text!r}; known boards: {known} "
                          f"(or give the path of a board .toml file)")
     return parse_board(path)
+
+
+# --- presentation (`edgepack boards`) --------------------------------------------------------
+
+def _human(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % (scale // 16) == 0:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+def board_info(board: BoardSpec) -> dict:
+    """A board as JSON-ready data (the `edgepack boards --json` entry)."""
+    npu = None
+    if board.npu is not None:
+        npu = {"accelerator": board.npu.accelerator, "macs": board.npu.macs,
+               "system_config": board.npu.system_config, "memory_mode": board.npu.memory_mode,
+               "arena_cache_size": board.npu.arena_cache_size,
+               "vela_ini": str(board.npu.vela_ini), "base_address": f"{board.npu.base_address:#010x}"}
+    return {
+        "name": board.name, "description": board.description, "path": str(board.path),
+        "cpu": {"core": board.cpu.core, "toolchain": board.cpu.toolchain,
+                "cflags": board.cpu.cflags, "ldflags": board.cpu.ldflags},
+        "memory": [{"name": r.name, "address": f"{r.address:#010x}", "size": r.size,
+                    "holds": r.holds} for r in board.memory],
+        "npu": npu,
+        "sim": {"qemu_machine": board.sim.qemu_machine, "fvp": board.sim.fvp,
+                "fvp_params": board.sim.fvp_params, "host": board.sim.host},
+    }
+
+
+def render_boards(boards: list[BoardSpec], console) -> None:
+    """The boards as a rich table: name, CPU, NPU, memory regions, simulators."""
+    from rich.table import Table
+
+    table = Table(title="edgepack boards", show_lines=True)
+    for column in ("board", "CPU", "NPU (Vela)", "memory regions", "simulate with"):
+        table.add_column(column, no_wrap=column == "memory regions")
+    for b in boards:
+        name = f"[bold]{b.name}[/bold]" + (" (default)" if b.name == DEFAULT_BOARD else "")
+        npu = "none"
+        if b.npu is not None:
+            npu = f"{b.npu.accelerator}\n{b.npu.system_config}\n{b.npu.memory_mode}"
+            if b.npu.arena_cache_size:
+                npu += f", cache {_human(b.npu.arena_cache_size)}"
+        regions = "\n".join(f"{r.name:<6} {r.address:#010x} {_human(r.size):>8}  {', '.join(r.holds)}"
+                            for r in b.memory)
+        sims = [s for s in (b.sim.qemu_machine and f"QEMU {b.sim.qemu_machine}",
+                            b.sim.fvp, b.sim.host and "host") if s]
+        table.add_row(name, f"{b.cpu.core}\n{b.cpu.toolchain}", npu, regions,
+                      "\n".join(sims) or "-")
+    console.print(table)
