@@ -345,6 +345,40 @@ def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: 
     return values, scales
 
 
+def recover_gains(w: np.ndarray, scales: np.ndarray) -> np.ndarray | None:
+    """Each channel's gain relative to a reference channel (the one with the most distinct
+    values), for layers whose channels are one codebook times a per-channel gain (batch-norm
+    folding). Channel c's gain is the ratio that lines up the most of its distinct values with
+    the reference's values, within the two channels' rounding; a channel need not use every
+    cluster, so its peak alone is not its gain. None when the channels are not clustered."""
+    sets = [np.unique(row[row != 0]) for row in w]
+    sizes = np.array([v.size for v in sets])
+    if sizes.max(initial=0) == 0 or sizes.max() > CLUSTERED_MAX_VALUES:
+        return None
+    ref = int(np.argmax(sizes))
+    r = sets[ref]
+    gains = np.ones(w.shape[0])
+    for c, v in enumerate(sets):
+        if c == ref or v.size == 0:
+            continue
+        rho = (v[:, None] / r[None, :]).ravel()
+        rho = np.unique(rho[rho > 0])
+        if rho.size == 0:
+            gains[c] = np.abs(v).max() / np.abs(r).max()
+            continue
+        x = v[None, :] / rho[:, None]
+        if r.size == 1:
+            near = np.abs(x - r[0])
+        else:
+            j = np.clip(np.searchsorted(r, x), 1, r.size - 1)
+            near = np.minimum(np.abs(x - r[j - 1]), np.abs(x - r[j]))
+        tol = (0.5 * scales[c] / rho[:, None] + 0.5 * scales[ref]) * 1.001
+        hit = near <= tol
+        order = np.lexsort((np.where(hit, near * near, 0).sum(axis=1), -hit.sum(axis=1)))
+        gains[c] = rho[order[0]]
+    return gains
+
+
 def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarray | None = None,
                  per_channel: bool | None = None) -> WeightFold:
     """Fold int8 weights `q` ([C, N], channel first) with quantization `scales` ([C], or [1]
@@ -370,7 +404,10 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
     peaks = np.abs(w).max(axis=1)
     hypotheses = [("layer-wide scale", np.ones(c))]
     if per_channel:
-        hypotheses.append(("per-channel gain", np.where(peaks > 0, peaks, 1.0)))
+        gains = recover_gains(w, scales)
+        if gains is None:  # not clustered: each channel's peak is the best guess of its gain
+            gains = np.where(peaks > 0, peaks, 1.0)
+        hypotheses.append(("per-channel gain", gains))
     best = None
     for name, gains in hypotheses:
         codebook, gains = _fold_real(w, gains, k, pin_zero, per_channel)
@@ -639,3 +676,46 @@ def measure_agreement(original: Model, folded: Model,
     return Agreement(samples=int(diff.shape[0]), source=source,
                      mean_abs_diff=float(diff.mean()), max_abs_diff=int(diff.max()),
                      top1_agreement=float(np.mean(outs[0].argmax(1) == outs[1].argmax(1))))
+
+
+# --- people's view ---------------------------------------------------------------------------
+
+HYPOTHESIS_SHORT = {"layer-wide scale": "layer", "per-channel gain": "gain"}
+
+
+def render_text(result: FoldResult, console, output: str | None = None) -> None:
+    """One table row per weight tensor, then the end-to-end agreement."""
+    from rich.table import Table
+
+    short = {"DEPTHWISE_CONV_2D": "DW_CONV", "FULLY_CONNECTED": "FC"}
+    table = Table(title="Weight tensors (K = codebook entries shared by all output channels; "
+                        "fold: layer = one layer-wide scale, gain = per-channel gains recovered)",
+                  title_justify="left", show_edge=False)
+    for col in ("op", "type", "shape", "K", "bits", "SQNR dB", "zeros", "+0", "0-ch", "fold"):
+        table.add_column(col, justify="left" if col in ("type", "shape", "fold") else "right",
+                         no_wrap=col != "fold")
+    for t in result.tensors:
+        if not t.folded:
+            sqnr, how = "-", "dense"
+        elif t.lossless:
+            sqnr, how = "lossless", "[green]lossless[/]"
+        else:
+            colour = "green" if t.sqnr_db >= 40 else "yellow" if t.sqnr_db >= 30 else "red"
+            sqnr, how = f"[{colour}]{t.sqnr_db:.1f}[/]", HYPOTHESIS_SHORT.get(t.hypothesis, t.hypothesis)
+        table.add_row(str(t.operator), short.get(t.op_type, t.op_type), "x".join(map(str, t.shape)),
+                      str(t.clusters), str(t.index_bits) if t.folded else "8", sqnr,
+                      f"{t.zeros:,}", str(t.zeros_added), str(len(t.zero_channels)), how)
+    console.print(table)
+    for t in result.tensors:
+        if not t.folded or t.zero_channels:
+            note = t.reason if not t.folded else f"{len(t.zero_channels)} all-zero channel(s)"
+            console.print(f"  op {t.operator} ({t.name}): {note}")
+    a = result.agreement
+    if a is not None:
+        colour = "green" if a.top1_agreement == 1.0 else "yellow"
+        console.print(f"end to end (TFLM, {a.source}): top-1 agreement "
+                      f"[{colour}]{100 * a.top1_agreement:.1f}%[/], mean |output difference| "
+                      f"{a.mean_abs_diff:.3f} int8 steps (max {a.max_abs_diff})")
+    if output:
+        folded = sum(t.folded for t in result.tensors)
+        console.print(f"wrote {output}: {folded} of {len(result.tensors)} weight tensors folded")
