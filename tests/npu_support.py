@@ -1,0 +1,124 @@
+"""Test support for the functional NPU model: a small Vela invocation (cached per session), the TFLM
+oracle on batches, and a CPU-operator runner built on single-operator models."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as tfl
+
+import ethosu.vela
+
+VELA_INI = Path(ethosu.vela.__file__).resolve().parent.parent / "config_files" / "Arm" / "vela.ini"
+U55_CONFIGS = ["ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256"]
+SYSTEM = {"ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+          "ethos-u65": ("Ethos_U65_High_End", "Dedicated_Sram"),
+          "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB")}
+_WORK = Path(tempfile.mkdtemp(prefix="edgepack-npu-tests-"))
+
+
+def _bytes(model) -> bytes:
+    return Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else bytes(model)
+
+
+@lru_cache(maxsize=None)
+def _compile(model_bytes: bytes, accel: str, fmt: str, verbose: bool) -> tuple[Path, str]:
+    key = hashlib.sha256(model_bytes).hexdigest()[:16]
+    out = _WORK / f"{key}-{accel}-{fmt}{'-v' if verbose else ''}"
+    out.mkdir(parents=True, exist_ok=True)
+    src = out / "m.tflite"
+    src.write_bytes(model_bytes)
+    system, memory = SYSTEM[accel.rsplit("-", 1)[0]]
+    cmd = [sys.executable, "-m", "ethosu.vela", str(src), "--accelerator-config", accel, "--config", str(VELA_INI),
+           "--system-config", system, "--memory-mode", memory, "--output-dir", str(out), "--output-format", fmt]
+    if verbose:
+        cmd.append("--verbose-register-command-stream")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"vela failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    result = out / ("m_vela.npz" if fmt == "raw" else "m_vela.tflite")
+    return result, p.stdout
+
+
+def compile_vela(model, accel: str = "ethos-u55-128", fmt: str = "tflite") -> Path:
+    """Vela output (`m_vela.tflite` or, fmt='raw', `m_vela.npz`) for a model path or bytes."""
+    return _compile(_bytes(model), accel, fmt, False)[0]
+
+
+def vela_printout(model, accel: str) -> str:
+    """Vela's --verbose-register-command-stream printout (raw output, so no CPU operators)."""
+    return _compile(_bytes(model), accel, "raw", True)[1]
+
+
+def tflm_batch(model, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the TFLM interpreter on every item of the batched inputs; returns batched outputs."""
+    from tflite_micro import runtime
+
+    b = _bytes(model)
+    it = runtime.Interpreter.from_bytes(b)
+    n = xs[0].shape[0]
+    outs: list[list[np.ndarray]] = []
+    for k in range(n):
+        for j, x in enumerate(xs):
+            it.set_input(x[k], j)
+        it.invoke()
+        nout = len(tfl.ModelT.InitFromPackedBuf(b, 0).subgraphs[0].outputs) if k == 0 else len(outs)
+        if k == 0:
+            outs = [[] for _ in range(nout)]
+        for j in range(nout):
+            outs[j].append(it.get_output(j).copy())
+    return [np.stack(o) for o in outs]
+
+
+def single_op_from(model_bytes: bytes, op_index: int) -> bytes:
+    """A model holding only operator `op_index` of subgraph 0 (its non-constant inputs become graph inputs)."""
+    m = tfl.ModelT.InitFromPackedBuf(model_bytes, 0)
+    sg = m.subgraphs[0]
+    op = sg.operators[op_index]
+    keep = [i for i in list(op.inputs) + list(op.outputs) if i >= 0]
+    remap = {old: new for new, old in enumerate(dict.fromkeys(keep))}
+    tensors = [sg.tensors[i] for i in remap]
+
+    def has_data(t):
+        d = m.buffers[t.buffer].data
+        return d is not None and len(d) > 0
+
+    sg.tensors = tensors
+    op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+    op.outputs = [remap[i] for i in op.outputs]
+    sg.inputs = [i for i in op.inputs if i >= 0 and not has_data(tensors[i])]
+    sg.outputs = list(op.outputs)
+    sg.operators = [op]
+    m.subgraphs = [sg]
+    m.metadata = [md for md in (m.metadata or []) if md.name and md.name.decode() == "min_runtime_version"]
+    m.signatureDefs = []
+    b = flatbuffers.Builder(1 << 16)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def tflm_cpu_runner(vela_tflite: Path):
+    """A cpu_op_runner for run_vela_model: runs each CPU operator alone in the TFLM interpreter."""
+    model_bytes = Path(vela_tflite).read_bytes()
+    cache: dict[int, bytes] = {}
+
+    def run(op_index, op, inputs):
+        if op_index not in cache:
+            cache[op_index] = single_op_from(model_bytes, op_index)
+        single = cache[op_index]
+        m = tfl.ModelT.InitFromPackedBuf(model_bytes, 0)
+        sg = m.subgraphs[0]
+        xs = [x for i, x in zip(op.inputs, inputs)
+              if i >= 0 and not (m.buffers[sg.tensors[i].buffer].data is not None
+                                 and len(m.buffers[sg.tensors[i].buffer].data) > 0)]
+        return tflm_batch(single, [np.ascontiguousarray(x) for x in xs])
+
+    return run
