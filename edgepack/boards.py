@@ -321,7 +321,9 @@ def render_boards(boards: list[BoardSpec], console) -> None:
 
     table = Table(title="edgepack boards", show_lines=True)
     for column in ("board", "CPU", "NPU (Vela)", "memory regions", "simulate with"):
-        table.add_column(column, no_wrap=column == "memory regions")
+        # narrow terminals wrap the cells; the board name must stay whole
+        table.add_column(column, min_width=16 if column == "board" else None,
+                         overflow="fold")
     for b in boards:
         name = f"[bold]{b.name}[/bold]" + (" (default)" if b.name == DEFAULT_BOARD else "")
         npu = "none"

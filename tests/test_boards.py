@@ -131,3 +131,35 @@ def test_a_board_file_that_is_not_toml(tmp_path):
     path.write_text("name = \n")
     with pytest.raises(UsageError, match=r"bad\.toml: board file is not valid TOML"):
         load_board(path)
+
+
+# --- `edgepack boards` -----------------------------------------------------------------------
+
+def test_boards_command_lists_every_board_as_json(capsys):
+    import json
+
+    from edgepack.cli import main
+
+    assert main(["boards", "--json"]) == 0
+    boards = json.loads(capsys.readouterr().out)
+    assert [b["name"] for b in boards] == sorted(SHIPPED)
+    c300 = boards[[b["name"] for b in boards].index("corstone-300")]
+    assert c300["npu"]["accelerator"] == "ethos-u55-128"
+    assert c300["npu"]["base_address"] == "0x48102000"
+    assert {r["name"]: r["address"] for r in c300["memory"]}["ITCM"] == "0x10000000"
+    assert c300["sim"]["qemu_machine"] == "mps3-an547"
+
+
+def test_boards_command_table_and_errors(capsys, monkeypatch):
+    from edgepack.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: no cell wraps
+
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        assert name in out
+    assert "0x31000000" in out and "Ethos_U85_SYS_DRAM_Mid" in out
+    assert main(["boards", "--board", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgepack: error: unknown board 'nope'") and "\n" not in err
