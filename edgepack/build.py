@@ -1,0 +1,341 @@
+"""`edgepack build`: read -> check -> fold -> Vela (NPU boards) -> lower and plan -> golden
+vectors -> render the firmware project.
+
+Everything is checked before anything is written, the project is rendered into a temporary
+directory next to the destination and renamed into place at the end, so an error or an
+interrupt leaves no half-written project behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, codegen
+from .boards import BoardSpec, load_board
+from .errors import BuildError, UsageError
+from .tflite import Model, check_int8, read_model, serialize_model
+
+GOLDEN_COUNT = 4  # random golden inputs when the user gives none
+STACK_SIZE = 0x4000
+HEAP_SIZE = 0x2000
+UART0_BASE = 0x49303000  # CMSDK UART0 on the SSE-300/310 MPS3 and FVP memory maps
+
+
+@dataclass
+class RegionSize:
+    region: str
+    address: int
+    size: int
+    needed: int  # what the build can tell before linking (the map file gives the rest)
+    what: list[str]
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    opcode: str
+    kernel: str
+    target: str  # "npu" or "cpu" on NPU boards (Vela's placement), "cpu" otherwise
+    weights_form: str
+    weight_bytes: int
+    dense_weight_bytes: int
+    output_offset: int
+    output_bytes: int
+
+
+@dataclass
+class BuildResult:
+    """Every figure of one build; written as DIR/build.json for `edgepack run` and the report."""
+
+    edgepack_version: str
+    model: str
+    model_sha256: str
+    folded_model_sha256: str
+    board: str
+    board_description: str
+    npu: str | None  # Vela accelerator config, None on CPU-only boards
+    npu_path_executed: str  # where Vela's command stream has run: "nowhere" after a build
+    golden_count: int
+    golden_source: str
+    arena_bytes: int
+    arena_naive_bytes: int  # every tensor in its own place
+    scratch_bytes: int
+    model_data_bytes: int
+    golden_bytes: int
+    weight_bytes_dense: int  # int8 weights as given
+    weight_bytes_folded: int  # codebooks + packed indices (+ dense where not folded)
+    data_bytes_by_kind: dict[str, int]
+    regions: list[RegionSize]
+    layers: list[LayerInfo]
+    fold: list[dict]
+    fold_agreement: dict | None
+    vela: dict | None  # raw vs folded (encoded weight bytes, cycles, SRAM), CPU operators
+    files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = "callable(step: str)"
+
+
+def _check_destination(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise UsageError("already exists; pass --force to replace it", str(out))
+    if out.exists() and not out.is_dir():
+        raise UsageError("exists and is not a directory", str(out))
+    if not out.parent.exists():
+        raise UsageError("parent directory does not exist", str(out))
+
+
+def golden_inputs(model: Model, npy: str | None, count: int = GOLDEN_COUNT) -> tuple[list[list[np.ndarray]], str]:
+    """[golden][model input] int8 arrays: the user's .npy, else seeded random int8 (the seed
+    is the model's hash, so the same model always gets the same vectors)."""
+    shapes = [tuple(model.tensors[i].shape) for i in model.inputs]
+    if npy is not None:
+        if len(shapes) != 1:
+            raise UsageError(f"--input works for single-input models; this one has {len(shapes)}", npy)
+        p = Path(npy)
+        if not p.is_file():
+            raise UsageError("no such file", npy)
+        try:
+            data = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise UsageError(f"not a .npy array: {err}", npy) from None
+        t = model.tensors[model.inputs[0]]
+        per = tuple(shapes[0][1:]) if len(shapes[0]) > 1 else shapes[0]
+        if tuple(data.shape) == shapes[0]:
+            data = data.reshape((1,) + per)
+        if data.ndim < 1 or tuple(data.shape[1:]) != per or data.shape[0] < 1:
+            raise UsageError(f"array of shape {list(data.shape)} does not match the model input "
+                             f"{list(shapes[0])} (give [N, {', '.join(map(str, per))}])", npy)
+        if data.dtype == np.int8:
+            q = data
+        elif np.issubdtype(data.dtype, np.floating):
+            scale, zp = float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
+            q = np.clip(np.round(data / scale) + zp, -128, 127).astype(np.int8)
+        else:
+            raise UsageError(f"array dtype {data.dtype}: give int8 (quantized) or float32 (real) "
+                             "values", npy)
+        return [[x.reshape(shapes[0])] for x in q[:16]], f"{p.name} ({min(len(q), 16)} inputs)"
+    rng = np.random.default_rng(int(model.sha256[:16], 16))
+    return ([[rng.integers(-128, 128, size=s, dtype=np.int8) for s in shapes] for _ in range(count)],
+            f"random int8, seeded from the model's SHA-256 ({count} inputs)")
+
+
+def tflm_outputs(model_bytes: bytes, inputs: list[list[np.ndarray]], n_outputs: int) -> list[list[np.ndarray]]:
+    """The oracle: TFLM's outputs for each golden input."""
+    from tflite_micro import runtime
+
+    out = []
+    for row in inputs:
+        it = runtime.Interpreter.from_bytes(model_bytes)
+        for k, x in enumerate(row):
+            it.set_input(x, k)
+        it.invoke()
+        out.append([np.asarray(it.get_output(j)).astype(np.int8) for j in range(n_outputs)])
+    return out
+
+
+def _palettes(fold_result) -> dict[int, codegen.PaletteWeights]:
+    out = {}
+    for ft in fold_result.tensors:
+        if ft.folded and ft.codebook is not None:
+            out[ft.tensor] = codegen.PaletteWeights(ft.codebook.values, ft.indices,
+                                                    ft.codebook.index_bits)
+    return out
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes ({n / 1024:.1f} KiB)"
+
+
+def _check_regions(board: BoardSpec, model_path: str, arena: int, model_data: int,
+                   golden: int) -> list[RegionSize]:
+    """Fail before writing anything when the arena or the model data cannot fit."""
+    needs: dict[str, RegionSize] = {}
+
+    def add(what: str, amount: int, label: str):
+        r = board.region_for(what)
+        entry = needs.setdefault(r.name, RegionSize(r.name, r.address, r.size, 0, []))
+        entry.needed += amount
+        entry.what.append(label)
+
+    add("arena", arena, "tensor arena")
+    add("model", model_data + golden, "model data + golden vectors")
+    add("stack", STACK_SIZE, "stack")
+    add("data", HEAP_SIZE, "heap")
+    for r in needs.values():
+        if r.needed > r.size:
+            raise BuildError(f"does not fit board {board.name}: {' + '.join(r.what)} need "
+                             f"{_size(r.needed)} but region {r.name} at {r.address:#010x} holds "
+                             f"{_size(r.size)}", model_path)
+    return [needs[k] for k in sorted(needs, key=lambda n: board.region(n).address)]
+
+
+def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="auto",
+          max_error_db: float | None = None, input_npy: str | None = None, force: bool = False,
+          progress=None, timings: dict | None = None) -> BuildResult:
+    """Build the firmware project for `model_path` on `board_name` into `out`."""
+    from . import fold as fold_stage
+
+    timings = {} if timings is None else timings
+    say = progress or (lambda step: None)
+    out = Path(out)
+    _check_destination(out, force)
+    board = load_board(board_name)
+    t0 = time.perf_counter()
+    model = read_model(model_path)
+    check_int8(model)
+
+    say("folding weights into layer-shared codebooks")
+    fr = fold_stage.fold_model(model, clusters=clusters, max_error_db=max_error_db)
+    folded = fr.model
+    folded_bytes = serialize_model(folded)
+    timings["fold_s"] = time.perf_counter() - t0
+
+    vela_info = None
+    placement: dict[int, str] = {}
+    if board.npu is not None:
+        from . import vela as vela_stage
+
+        say(f"compiling with Vela for {board.npu.accelerator} (model as given, and folded)")
+        t1 = time.perf_counter()
+        cmp = vela_stage.compare_raw_and_folded(model_path, folded_bytes, board)
+        timings["vela_s"] = time.perf_counter() - t1
+        vela_stage.check_cpu_operators(cmp.folded, model_path)
+        vela_stage.check_budget(cmp.folded, board, model_path)
+        placement = {op.index: op.target for op in cmp.folded.operators}
+        vela_info = cmp.as_dict()
+        vela_info["accelerator"] = board.npu.accelerator
+        vela_info["cpu_operators"] = [{"index": i, "opcode": o}
+                                      for i, o in vela_stage.cpu_operators(cmp.folded)]
+        vela_info["npu_operators"] = [{"index": op.index, "opcode": op.opcode}
+                                      for op in cmp.folded.operators if op.target == "npu"]
+        vela_optimized = cmp.folded.optimized_model
+    else:
+        vela_optimized = None
+
+    say("planning the runtime kernel calls and the arena")
+    steps, blob = codegen.lower_model(folded, _palettes(fr))
+    arena = codegen.plan_arena(folded, steps)
+
+    say("computing golden outputs with TFLM")
+    t2 = time.perf_counter()
+    g_in, g_source = golden_inputs(model, input_npy)
+    g_out = tflm_outputs(folded_bytes, g_in, len(folded.outputs))
+    timings["golden_s"] = time.perf_counter() - t2
+    golden = codegen.DataBlob("golden")
+    in_syms, out_syms = [], []
+    for g, (row_in, row_out) in enumerate(zip(g_in, g_out)):
+        in_syms.append([golden.add(f"ep_golden_in{g}_{k}", x, "int8_t", "golden input")
+                        for k, x in enumerate(row_in)])
+        out_syms.append([golden.add(f"ep_golden_out{g}_{k}", y, "int8_t", "golden output")
+                         for k, y in enumerate(row_out)])
+    model_data, golden_data = blob.to_bytes(), golden.to_bytes()
+    regions = _check_regions(board, model_path, arena.size, len(model_data), len(golden_data))
+
+    layers = [codegen_layer(s, folded, arena, placement) for s in steps]
+    result = BuildResult(
+        edgepack_version=__version__, model=str(model_path), model_sha256=model.sha256,
+        folded_model_sha256=_sha256(folded_bytes), board=board.name,
+        board_description=board.description,
+        npu=board.npu.accelerator if board.npu else None,
+        npu_path_executed=("nowhere yet: no FVP ran it; `edgepack run --sim npu-model` executes "
+                           "it in edgepack's functional Ethos-U model") if board.npu else
+                          "not applicable: the board has no NPU",
+        golden_count=len(g_in), golden_source=g_source, arena_bytes=arena.size,
+        arena_naive_bytes=arena.naive_size, scratch_bytes=arena.scratch_bytes,
+        model_data_bytes=len(model_data), golden_bytes=len(golden_data),
+        weight_bytes_dense=sum(s.dense_weight_bytes for s in steps),
+        weight_bytes_folded=sum(s.weight_bytes for s in steps),
+        data_bytes_by_kind=blob.bytes_by_kind(), regions=regions, layers=layers,
+        fold=[_fold_entry(ft) for ft in fr.tensors],
+        fold_agreement=asdict(fr.agreement) if fr.agreement is not None else None,
+        vela=vela_info)
+
+    say(f"writing the project into {out}")
+    t3 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        result.files = codegen.write_project(
+            tmp, model=model, board=board, steps=steps, arena=arena, blob=blob, golden=golden,
+            model_data=model_data, golden_data=golden_data, golden_input_symbols=in_syms,
+            golden_output_symbols=out_syms, result=result, vela_model=vela_optimized,
+            placement=placement, stack_size=STACK_SIZE, heap_size=HEAP_SIZE, uart_base=UART0_BASE)
+        (tmp / "build.json").write_text(json.dumps(result.as_dict(), indent=2, default=_json_default)
+                                        + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    timings["render_s"] = time.perf_counter() - t3
+    timings["total_s"] = time.perf_counter() - t0
+    return result
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Rename `new` to `dest`; an existing `dest` (--force) is moved aside first and removed
+    only once the new project is in place."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        os.rename(dest, old)
+    os.rename(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _fold_entry(ft) -> dict:
+    return {"tensor": ft.tensor, "name": ft.name, "operator": ft.operator, "op_type": ft.op_type,
+            "shape": list(ft.shape), "folded": bool(ft.folded), "reason": ft.reason,
+            "codebook_size": ft.codebook.size if ft.codebook is not None else None,
+            "index_bits": ft.codebook.index_bits if ft.codebook is not None else None,
+            "sqnr_db": None if not np.isfinite(ft.sqnr_db) else round(float(ft.sqnr_db), 3),
+            "hypothesis": ft.hypothesis}
+
+
+def codegen_layer(step: codegen.PlanStep, model: Model, arena: codegen.ArenaPlan,
+                  placement: dict[int, str]) -> LayerInfo:
+    return LayerInfo(index=step.index, opcode=step.opcode, kernel=step.kernel,
+                     target=placement.get(step.index, "cpu"), weights_form=step.weights_form,
+                     weight_bytes=step.weight_bytes, dense_weight_bytes=step.dense_weight_bytes,
+                     output_offset=arena.offsets[step.output],
+                     output_bytes=model.tensors[step.output].size)
+
+
+def load_build_json(directory: str | os.PathLike) -> dict:
+    p = Path(directory) / "build.json"
+    if not Path(directory).is_dir():
+        raise UsageError("no such directory (run `edgepack build` first)", str(directory))
+    if not p.is_file():
+        raise UsageError("not an edgepack project: build.json is missing", str(directory))
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise UsageError(f"build.json is unreadable: {err}", str(directory)) from None

@@ -1,0 +1,152 @@
+"""`edgepack flash`: put a built firmware on a board.
+
+Arm MPS3 boards boot from the SD card their configuration MCC exposes as a USB drive: images in
+`SOFTWARE/` (8.3 file names) and `MB/<board HBI>/<application note>/images.txt` naming each image
+and the address the MCC writes it to. Other boards (or an MPS3 with a debug probe) are
+programmed through pyOCD, an optional dependency (`pip install pyocd`).
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import BuildError, UsageError
+
+MPS3_HBI = "HBI0309C"  # the MPS3 board revision folder
+# Boards with an MPS3 FPGA image: the application note that implements them.
+MPS3_APPLICATION_NOTES = {"corstone-300": "AN552", "mps3-an547": "AN547"}
+# SSE-300 on MPS3: CPU address ranges (Secure and Non-secure aliases) and where the MCC writes them.
+MPS3_MCC_WINDOWS = [
+    (0x10000000, 0x00080000, 0x00000000),  # ITCM, Secure alias
+    (0x00000000, 0x00080000, 0x00000000),  # ITCM, Non-secure alias
+    (0x70000000, 0x10000000, 0x0C000000),  # DDR, Secure alias
+    (0x60000000, 0x10000000, 0x0C000000),  # DDR, Non-secure alias
+]
+# Where an MPS3's USB drive usually appears.
+MOUNT_GLOBS = ["/media/*/V2M-MPS3", "/media/V2M-MPS3", "/run/media/*/V2M-MPS3", "/mnt/V2M-MPS3"]
+
+
+def mcc_address(cpu_address: int) -> int | None:
+    for base, size, mcc in MPS3_MCC_WINDOWS:
+        if base <= cpu_address < base + size:
+            return mcc + (cpu_address - base)
+    return None
+
+
+def images_txt(board_name: str, images: list[dict], model_sha256: str) -> str:
+    """The MCC's images.txt for `images` (load regions from codegen.load_images)."""
+    lines = [
+        "TITLE: Versatile Express Images Configuration File",
+        f"; edgepack {__version__}: generated, do not edit. model sha256 {model_sha256}",
+        f"; board {board_name}: firmware images for the MPS3 MCC",
+        "",
+        "[IMAGES]",
+        f"TOTALIMAGES: {len(images)}                     ;Number of Images (Max: 32)",
+    ]
+    for n, img in enumerate(images):
+        mcc = mcc_address(img["address"])
+        if mcc is None:
+            raise BuildError(f"board {board_name}: region {img['region']} at {img['address']:#010x} "
+                             "is not loadable by the MPS3 MCC")
+        lines += ["", f"IMAGE{n}ADDRESS: 0x{mcc:08X}          ;{img['region']} at CPU address "
+                      f"0x{img['address']:08X}",
+                  f"IMAGE{n}UPDATE: AUTO                 ;Image Update:NONE/AUTO/FORCE",
+                  f"IMAGE{n}FILE: \\SOFTWARE\\{img['file'].upper()}"]
+    return "\r\n".join(lines) + "\r\n"  # the MCC is a DOS-era FAT parser
+
+
+def sdcard_layout(board_name: str) -> str | None:
+    """Path of images.txt on the drive, or None when the board has no MPS3 image."""
+    an = MPS3_APPLICATION_NOTES.get(board_name)
+    return f"MB/{MPS3_HBI}/{an}/images.txt" if an else None
+
+
+def board_files(board, images: list[dict], model) -> list[tuple[str, str]]:
+    """Files `edgepack build` adds to the project for flashing (relative path, text)."""
+    rel = sdcard_layout(board.name)
+    if rel is None or not images:
+        return []
+    return [(f"flash/sdcard/{rel}", images_txt(board.name, images, model.sha256))]
+
+
+@dataclass
+class FlashResult:
+    method: str  # "usb-drive" or "pyocd"
+    target: str
+    files: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+def _built_images(project: Path, build_dir: Path, images: list[dict]) -> list[tuple[Path, str]]:
+    out = []
+    for img in images:
+        src = build_dir / img["file"]
+        if not src.is_file():
+            raise BuildError(f"{src} is missing: the firmware build did not produce it", str(project))
+        out.append((src, img["file"].upper()))
+    return out
+
+
+def flash_to_drive(project: Path, build_dir: Path, board_name: str, images: list[dict],
+                   mount: Path) -> FlashResult:
+    """Copy the SD-card layout onto the MPS3's mounted USB drive (or any directory)."""
+    rel = sdcard_layout(board_name)
+    if rel is None:
+        raise UsageError(f"board {board_name} has no MPS3 SD-card layout; use --probe "
+                         "(pyOCD) to program it", str(project))
+    if not mount.is_dir():
+        raise UsageError("is not a mounted drive or directory", str(mount))
+    cfg = project / "flash" / "sdcard" / rel
+    if not cfg.is_file():
+        raise UsageError(f"{cfg.relative_to(project)} is missing: rebuild the project", str(project))
+    written = []
+    (mount / "SOFTWARE").mkdir(exist_ok=True)
+    for src, name in _built_images(project, build_dir, images):
+        shutil.copyfile(src, mount / "SOFTWARE" / name)
+        written.append(f"SOFTWARE/{name}")
+    (mount / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cfg, mount / rel)
+    written.append(rel)
+    return FlashResult("usb-drive", str(mount), written,
+                       f"copied {len(written)} files to {mount}; reset the board (MCC: REBOOT) to load them")
+
+
+def flash_with_probe(project: Path, build_dir: Path, target: str | None) -> FlashResult:
+    """Program firmware.hex through pyOCD onto the first debug probe found."""
+    try:
+        from pyocd.core.helpers import ConnectHelper
+        from pyocd.flash.file_programmer import FileProgrammer
+    except ImportError:
+        raise UsageError("--probe needs pyOCD, which is not installed: pip install pyocd") from None
+    hex_file = build_dir / "firmware.hex"
+    if not hex_file.is_file():
+        raise BuildError(f"{hex_file} is missing: the firmware build did not produce it", str(project))
+    options = {"target_override": target} if target else {}
+    session = ConnectHelper.session_with_chosen_probe(blocking=False, options=options)
+    if session is None:
+        raise BuildError("pyOCD found no debug probe (is the board connected over USB?)", str(project))
+    with session:
+        FileProgrammer(session).program(str(hex_file))
+        session.board.target.reset()
+    return FlashResult("pyocd", session.probe.unique_id if session.probe else "probe",
+                       ["firmware.hex"], "programmed firmware.hex and reset the target")
+
+
+def find_drive() -> Path | None:
+    for pattern in MOUNT_GLOBS:
+        for hit in sorted(glob.glob(pattern)):
+            if Path(hit).is_dir():
+                return Path(hit)
+    return None
+
+
+def probe_available() -> bool:
+    try:
+        import pyocd  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,233 @@
+"""`edgepack run`: build a generated project with CMake + Ninja and run it, always under a
+timeout: on the board's Corstone FVP when its binary is on PATH, else the CPU path under QEMU,
+else natively on the host. The firmware decides pass/fail itself (bit-exact comparison with
+TFLM's golden outputs) and says so in one `EDGEPACK RESULT:` line; this module reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .boards import BoardSpec, load_board
+from .build import load_build_json
+from .errors import BuildError, UsageError
+
+SIMS = ("auto", "fvp", "qemu", "host", "npu-model")
+DEFAULT_TIMEOUT_S = 120
+RESULT_RE = re.compile(r"EDGEPACK RESULT: (PASS|FAIL)(.*)")
+LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s*$")
+QEMU_ICOUNT_TICKS_PER_INSN = 1.024  # SysTick ticks per instruction under -icount shift=5
+# What installs each tool on Debian/Ubuntu.
+APT_PACKAGES = {
+    "cmake": "cmake", "ninja": "ninja-build", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+    "arm-none-eabi-objcopy": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm",
+    "gcc": "gcc",
+}
+EXIT_MEANING = {0: "pass", 1: "output mismatch", 2: "runtime error", 3: "hard fault"}
+
+
+@dataclass
+class RunResult:
+    sim: str  # "fvp", "qemu", "host", "npu-model"
+    where: str  # what ran, in words
+    passed: bool
+    exit_code: int | None
+    result_line: str
+    counter: str  # what the per-layer numbers count
+    layers: list[dict] = field(default_factory=list)  # {"index", "opcode", "count"}
+    total: int = 0
+    instructions: int | None = None  # QEMU -icount: instructions per inference (all layers)
+    wall_s: float = 0.0
+    command: list[str] = field(default_factory=list)
+    output: str = ""
+    failure: str = ""  # one line when not passed
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("output")
+        return d
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pkg = APT_PACKAGES.get(name, name)
+        raise BuildError(f"{name} not found on PATH: install it with `sudo apt-get install {pkg}` "
+                         "(or run `bash .ci/setup`)")
+    return path
+
+
+def _tail_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error" in ln.lower() or "overflowed" in ln or "will not fit" in ln:
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def build_firmware(project: Path, host: bool = False, sanitize: bool = False,
+                   timeout: float = 600) -> Path:
+    """Configure and build `project`; returns the build directory."""
+    require_tool("cmake")
+    require_tool("ninja")
+    if host:
+        require_tool("gcc")
+        build_dir = project / ("build-host-asan" if sanitize else "build-host")
+        flags = ["-DEDGEPACK_HOST=ON", f"-DEDGEPACK_SANITIZE={'ON' if sanitize else 'OFF'}"]
+    else:
+        require_tool("arm-none-eabi-gcc")
+        require_tool("arm-none-eabi-objcopy")
+        build_dir = project / "build"
+        flags = []
+    env = dict(os.environ, LC_ALL="C")
+    steps = [["cmake", "-G", "Ninja", "-S", str(project), "-B", str(build_dir), *flags],
+             ["ninja", "-C", str(build_dir)]]
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"`{' '.join(cmd[:2])}` timed out after {timeout:.0f} s", str(project)) from None
+        if proc.returncode != 0:
+            raise BuildError(f"`{cmd[0]}` failed: {_tail_error(proc.stdout + proc.stderr)}", str(project))
+    return build_dir
+
+
+def parse_output(text: str) -> tuple[str, list[dict], str]:
+    """(result line, per-layer counts, counter name) from the firmware's output."""
+    m = None
+    for m in RESULT_RE.finditer(text):
+        pass
+    result = m.group(0).strip() if m else ""
+    layers = []
+    for ln in text.splitlines():
+        lm = LAYER_RE.match(ln)
+        if lm:
+            layers.append({"index": int(lm.group(2)), "opcode": lm.group(3), "count": int(lm.group(4))})
+    cm = re.search(r"per-layer (.+), summed over", text)
+    return result, layers, cm.group(1) if cm else ""
+
+
+def _run(sim: str, where: str, cmd: list[str], timeout: float, cwd: Path, env=None) -> RunResult:
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd, env=env)
+        out = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+        code, timed_out = proc.returncode, False
+    except subprocess.TimeoutExpired as err:
+        out = (err.stdout or b"").decode("utf-8", "replace") + (err.stderr or b"").decode("utf-8", "replace")
+        code, timed_out = None, True
+    out = out.replace("\x04", "")
+    result, layers, counter = parse_output(out)
+    r = RunResult(sim=sim, where=where, passed=False, exit_code=code, result_line=result,
+                  counter=counter, layers=layers, total=sum(x["count"] for x in layers),
+                  wall_s=time.perf_counter() - t0, command=cmd, output=out)
+    fault = next((ln.strip() for ln in out.splitlines() if ln.startswith("Hard fault")), None)
+    if timed_out:
+        r.failure = f"timed out after {timeout:.0f} s (a hang?){'; last output: ' + _tail_error(out) if out.strip() else ''}"
+    elif fault:
+        r.failure = fault
+    elif not result:
+        r.failure = f"no EDGEPACK RESULT line (exit code {code}): {_tail_error(out)}"
+    elif result.startswith("EDGEPACK RESULT: FAIL"):
+        r.failure = result[len("EDGEPACK RESULT: "):]
+    elif code not in (0, None) and sim != "fvp":
+        r.failure = f"exit code {code} ({EXIT_MEANING.get(code, 'unknown')}) after a PASS line"
+    else:
+        r.passed = True
+    return r
+
+
+def run_qemu(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
+    qemu = require_tool("qemu-system-arm")
+    machine = board.sim.qemu_machine
+    cmd = [qemu, "-M", machine, "-display", "none", "-serial", "stdio", "-monitor", "none",
+           "-semihosting-config", "enable=on,target=native", "-icount", "shift=5",
+           "-kernel", str(build_dir / "firmware.elf")]
+    r = _run("qemu", f"CPU path under QEMU {machine} (QEMU models no Ethos-U NPU)", cmd, timeout,
+             build_dir)
+    if r.counter.startswith("SysTick") and r.total:
+        r.instructions = round(r.total / QEMU_ICOUNT_TICKS_PER_INSN)
+    return r
+
+
+def run_fvp(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
+    fvp = shutil.which(board.sim.fvp)
+    cmd = [fvp, "-a", str(build_dir / "firmware.elf")]
+    for p in board.sim.fvp_params:
+        cmd += ["-C", p]
+    cmd += ["--stat", "--timelimit", str(int(timeout))]
+    return _run("fvp", f"{board.sim.fvp} (Arm Corstone FVP; the firmware's CPU path)", cmd,
+                timeout + 30, build_dir)
+
+
+def run_host(build_dir: Path, timeout: float, sanitize: bool) -> RunResult:
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    what = "host build" + (" with ASan/UBSan" if sanitize else "")
+    return _run("host", what, [str(build_dir / "firmware")], timeout, build_dir, env)
+
+
+def choose_sims(board: BoardSpec, sim: str) -> list[str]:
+    """What `--sim` means for this board ("auto": the FVP if installed, else QEMU, else host;
+    on NPU boards without an FVP also the functional NPU model)."""
+    if sim not in SIMS:
+        raise UsageError(f"unknown --sim {sim!r}; choose one of: {', '.join(SIMS)}")
+    if sim != "auto":
+        if sim == "fvp" and not (board.sim.fvp and shutil.which(board.sim.fvp)):
+            raise BuildError(f"board {board.name}: FVP {board.sim.fvp or '(none)'} is not on PATH "
+                             "(Arm's Corstone FVPs are a separate download from developer.arm.com)")
+        if sim == "qemu" and not board.sim.qemu_machine:
+            raise UsageError(f"board {board.name} has no QEMU machine; use --sim host")
+        if sim == "npu-model" and board.npu is None:
+            raise UsageError(f"board {board.name} has no NPU; --sim npu-model needs one")
+        return [sim]
+    if board.sim.host:
+        return ["host"]
+    if board.sim.fvp and shutil.which(board.sim.fvp):
+        return ["fvp"]
+    chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
+    if board.npu is not None and board.npu.family == "u55" and _npu_model_available():
+        chosen.append("npu-model")
+    return chosen
+
+
+def _npu_model_available() -> bool:
+    try:
+        from .npu import run_vela_model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = DEFAULT_TIMEOUT_S,
+                sanitize: bool = False, progress=None) -> list[RunResult]:
+    """Build and run the project in `project` on each simulator `sim` selects."""
+    say = progress or (lambda step: None)
+    project = Path(project)
+    info = load_build_json(project)
+    board = load_board(info["board"])
+    results = []
+    for s in choose_sims(board, sim):
+        if s == "npu-model":
+            from .npu_run import run_npu_model
+
+            say("running Vela's command stream in the functional Ethos-U model")
+            results.append(run_npu_model(project, info, board, timeout))
+            continue
+        host = s == "host"
+        say(f"building the firmware ({'host' if host else 'arm-none-eabi'}) with CMake + Ninja")
+        build_dir = build_firmware(project, host=host, sanitize=sanitize and host)
+        say(f"running on {s}")
+        if s == "qemu":
+            results.append(run_qemu(build_dir, board, timeout))
+        elif s == "fvp":
+            results.append(run_fvp(build_dir, board, timeout))
+        else:
+            results.append(run_host(build_dir, timeout, sanitize))
+    return results
