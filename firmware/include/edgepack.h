@@ -154,13 +154,16 @@ ep_status ep_max_pool2d_s8(const ep_pool_params *p, const int8_t *input, int8_t 
 /** AVERAGE_POOL_2D, int8: rounded mean over the taps inside the image. */
 ep_status ep_avg_pool2d_s8(const ep_pool_params *p, const int8_t *input, int8_t *output);
 
-/** How MEAN rescales (TFLM chooses by keep_dims and quantization). */
+/** How MEAN rescales. */
 typedef enum {
-    /** keep_dims 4-D over H,W (TFLM reference_integer_ops::Mean), or differing scales:
-     *  MultiplyByQuantizedMultiplier(sum(x - zp_in)) then rounded division by H*W. */
-    EP_MEAN_REQUANT = 0,
-    /** not keep_dims with equal input/output scale and zero point: truncating sum / (H*W). */
-    EP_MEAN_SAME_QUANT = 1
+    /** TFLM (reference_ops::QuantizedMeanOrSum, every int8 MEAN):
+     *  MultiplyByQuantizedMultiplier(sum(x) - zp_in * n, multiplier, shift) + zp_out, where the
+     *  offline multiplier already includes 1/n: with (M, s) = QuantizeMultiplier(in/out scale),
+     *  k = min(floor(log2 n), 32, 31 + s): multiplier = (M << k) / n, shift = s - k. */
+    EP_MEAN_TFLM = 0,
+    /** TFLite reference_integer_ops::Mean (keep_dims 4-D over H,W in TFLite and older TFLM):
+     *  MultiplyByQuantizedMultiplier(sum(x - zp_in), M, s), then rounded division by n. */
+    EP_MEAN_INTEGER_OPS = 1
 } ep_mean_mode;
 
 /** MEAN over H and W. Output [N, 1, 1, C] (or [N, C]). */
@@ -169,7 +172,7 @@ typedef struct {
     int32_t mode;               /**< ep_mean_mode */
     int32_t input_zero_point;
     int32_t output_zero_point;
-    int32_t multiplier, shift;  /**< QuantizeMultiplier(in_scale / out_scale) */
+    int32_t multiplier, shift;  /**< see ep_mean_mode */
 } ep_mean_params;
 
 /** MEAN over H,W, int8. */

@@ -1,0 +1,460 @@
+"""Spec: every runtime kernel matches the TFLM interpreter bit for bit.
+
+For each kernel, EP_RUNTIME_CONFIGS (default 300) random configurations are drawn from a seeded
+generator: shapes, strides, paddings, dilations, zero points, scales, activations, and for
+CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED both weight forms with every index width 1-8.
+Each configuration becomes a single-operator int8 model run by TFLM; the runtime (loaded with
+ctypes, see runtime_harness.py) must produce zero mismatched output bytes.
+
+Reproduce a failure: EP_TEST_SEED=<seed> EP_TEST_ONLY=<config index> pytest -k <kernel>.
+The same tests run under AddressSanitizer + UBSan in test_runtime_sanitized.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as tfl
+
+from tests.opmodels import (T, activation_range, add_params, conv_multipliers, hard_swish_params, mean_multiplier,
+                            out_size,
+                            pad_before, quantize_multiplier, run_tflm, sigmoid_params, single_op_model,
+                            softmax_params)
+from tests.runtime_harness import Runtime, Weights
+
+SEED = int(os.environ.get("EP_TEST_SEED", "20261122"))
+N_CONFIGS = int(os.environ.get("EP_RUNTIME_CONFIGS", "300"))
+ONLY = os.environ.get("EP_TEST_ONLY")
+OP = tfl.BuiltinOperator
+ACT = tfl.ActivationFunctionType
+ACTS = [ACT.NONE, ACT.RELU, ACT.RELU6, ACT.RELU_N1_TO_1]
+
+
+@pytest.fixture(scope="module")
+def rt():
+    return Runtime()
+
+
+def configs(kernel_id: int):
+    idx = [int(ONLY)] if ONLY is not None else range(N_CONFIGS)
+    for i in idx:
+        yield i, np.random.default_rng([SEED, kernel_id, i])
+
+
+def log_uniform(rng, lo, hi):
+    return float(np.float32(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+
+
+def i8(rng, shape):
+    return rng.integers(-128, 128, size=shape, dtype=np.int64).astype(np.int8)
+
+
+def compare(failures, name, i, expected, got, info=""):
+    expected = np.asarray(expected).astype(np.int8).ravel()
+    got = np.asarray(got).astype(np.int8).ravel()
+    if expected.shape != got.shape or np.any(expected != got):
+        n = int(np.sum(expected != got)) if expected.shape == got.shape else -1
+        failures.append(f"{name} config {i} (seed {SEED}): {n} mismatched bytes {info}")
+
+
+def report(failures, total):
+    assert not failures, f"{len(failures)} of {total} configurations mismatch:\n" + "\n".join(failures[:20])
+
+
+def random_weights_palette(rng, shape, bits):
+    """A palette tensor: K <= 2^bits random codes, random indices; returns (codebook, indices)."""
+    k = int(rng.integers(1, (1 << bits) + 1))
+    codebook = rng.integers(-127, 128, size=k).astype(np.int8)
+    indices = rng.integers(0, k, size=shape).astype(np.uint8)
+    return codebook, indices
+
+
+def weight_forms(rng, i, shape, rows):
+    """(dense tensor, [Weights...]) covering dense and palette with bits = 1 + i % 8."""
+    bits = 1 + i % 8
+    codebook, indices = random_weights_palette(rng, shape, bits)
+    pal = Weights.palette_form(codebook, indices, bits, shape, rows)
+    return pal.dense, [Weights.dense_form(pal.dense), pal]
+
+
+# ------------------------------------------------------------------------------ CONV_2D
+def test_conv2d(rt):
+    failures = []
+    for i, rng in configs(1):
+        n = int(rng.integers(1, 3))
+        cin, cout = int(rng.integers(1, 17)), int(rng.integers(1, 17))
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
+        if padding == tfl.Padding.VALID:
+            h = max(h, (kh - 1) * dh + 1)
+            w = max(w, (kw - 1) * dw + 1)
+        oh, ow = out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw)
+        s_in = log_uniform(rng, 0.002, 0.2)
+        zp_in = int(rng.integers(-128, 128))
+        per_channel = bool(rng.integers(0, 2))
+        w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(cout if per_channel else 1)]
+        s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 60) * np.sqrt(kh * kw * cin)))
+        zp_out = int(rng.integers(-128, 128))
+        act = int(rng.choice(ACTS))
+        fshape = (cout, kh, kw, cin)
+        dense, forms = weight_forms(rng, i, fshape, cout)
+        bias = rng.integers(-20000, 20000, size=cout).astype(np.int32) if rng.integers(0, 4) else None
+        x = i8(rng, (n, h, w, cin))
+        opts = tfl.Conv2DOptionsT()
+        opts.padding, opts.strideH, opts.strideW = padding, sh, sw
+        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, act
+        bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
+        model = single_op_model(OP.CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
+                                             T(list(fshape), s=w_scales, zp=0, data=dense, qdim=0), bias_t],
+                                [T([n, oh, ow, cout], s=s_out, zp=zp_out)], "Conv2DOptions", opts, version=3)
+        expected = run_tflm(model, [x])
+        mult, shift = conv_multipliers(s_in, w_scales, s_out)
+        lo, hi = activation_range(act, s_out, zp_out)
+        for wf in forms:
+            got = rt.conv2d(x, wf, bias, mult, shift, filter_shape=fshape, out_shape=(n, oh, ow, cout),
+                            stride=(sh, sw), dilation=(dh, dw), pad=(pad_before(h, kh, sh, dh, oh),
+                                                                     pad_before(w, kw, sw, dw, ow)),
+                            input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
+            compare(failures, "conv2d", i, expected, got, f"form={wf.form} bits={wf.bits}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ DEPTHWISE_CONV_2D
+def test_depthwise_conv2d(rt):
+    failures = []
+    for i, rng in configs(2):
+        n = int(rng.integers(1, 3))
+        cin, mult_d = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+        cout = cin * mult_d
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
+        if padding == tfl.Padding.VALID:
+            h = max(h, (kh - 1) * dh + 1)
+            w = max(w, (kw - 1) * dw + 1)
+        oh, ow = out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw)
+        s_in = log_uniform(rng, 0.002, 0.2)
+        zp_in = int(rng.integers(-128, 128))
+        per_channel = bool(rng.integers(0, 2))
+        w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(cout if per_channel else 1)]
+        s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 40) * np.sqrt(kh * kw)))
+        zp_out = int(rng.integers(-128, 128))
+        act = int(rng.choice(ACTS))
+        fshape = (1, kh, kw, cout)
+        dense, forms = weight_forms(rng, i, fshape, 1)
+        bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)  # TFLM crashes without a depthwise bias
+        x = i8(rng, (n, h, w, cin))
+        opts = tfl.DepthwiseConv2DOptionsT()
+        opts.padding, opts.strideH, opts.strideW, opts.depthMultiplier = padding, sh, sw, mult_d
+        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, act
+        bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
+        model = single_op_model(OP.DEPTHWISE_CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
+                                                       T(list(fshape), s=w_scales, zp=0, data=dense, qdim=3), bias_t],
+                                [T([n, oh, ow, cout], s=s_out, zp=zp_out)], "DepthwiseConv2DOptions", opts,
+                                version=3)
+        expected = run_tflm(model, [x])
+        m, s = conv_multipliers(s_in, w_scales, s_out)
+        lo, hi = activation_range(act, s_out, zp_out)
+        for wf in forms:
+            got = rt.depthwise_conv2d(x, wf, bias, m, s, filter_shape=fshape, out_shape=(n, oh, ow, cout),
+                                      depth_multiplier=mult_d, stride=(sh, sw), dilation=(dh, dw),
+                                      pad=(pad_before(h, kh, sh, dh, oh), pad_before(w, kw, sw, dw, ow)),
+                                      input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
+            compare(failures, "depthwise", i, expected, got, f"form={wf.form} bits={wf.bits}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ FULLY_CONNECTED
+def fc_multipliers(s_in, w_scales, s_out):
+    """TFLM FULLY_CONNECTED: per-tensor multiplies the float scales in float first."""
+    if len(w_scales) == 1:
+        prod = float(np.float32(s_in) * np.float32(w_scales[0]))
+        m, s = quantize_multiplier(prod / float(np.float32(s_out)))
+        return np.asarray([m], np.int32), np.asarray([s], np.int32)
+    return conv_multipliers(s_in, w_scales, s_out)
+
+
+def test_fully_connected(rt):
+    failures = []
+    for i, rng in configs(3):
+        batches = int(rng.integers(1, 4))
+        din, dout = int(rng.integers(1, 200)), int(rng.integers(1, 40))
+        s_in = log_uniform(rng, 0.002, 0.2)
+        zp_in = int(rng.integers(-128, 128))
+        per_channel = bool(rng.integers(0, 2))
+        w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(dout if per_channel else 1)]
+        s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 60) * np.sqrt(din)))
+        zp_out = int(rng.integers(-128, 128))
+        act = int(rng.choice(ACTS))
+        dense, forms = weight_forms(rng, i, (dout, din), dout)
+        bias = rng.integers(-20000, 20000, size=dout).astype(np.int32) if rng.integers(0, 4) else None
+        x = i8(rng, (batches, din))
+        opts = tfl.FullyConnectedOptionsT()
+        opts.fusedActivationFunction = act
+        bias_t = None if bias is None else T([dout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
+        model = single_op_model(OP.FULLY_CONNECTED, [T([batches, din], s=s_in, zp=zp_in),
+                                                     T([dout, din], s=w_scales, zp=0, data=dense, qdim=0), bias_t],
+                                [T([batches, dout], s=s_out, zp=zp_out)], "FullyConnectedOptions", opts,
+                                version=4)
+        expected = run_tflm(model, [x])
+        m, s = fc_multipliers(s_in, w_scales, s_out)
+        lo, hi = activation_range(act, s_out, zp_out)
+        for wf in forms:
+            got = rt.fully_connected(x, wf, bias, m, s, batches=batches, input_depth=din, output_depth=dout,
+                                     input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
+            compare(failures, "fc", i, expected, got, f"form={wf.form} bits={wf.bits} pc={per_channel}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ pools
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool2d(rt, kind):
+    failures = []
+    for i, rng in configs(4 if kind == "max" else 5):
+        n = int(rng.integers(1, 3))
+        c = int(rng.integers(1, 17))
+        fh, fw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        h, w = int(rng.integers(1, 17)), int(rng.integers(1, 17))
+        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
+        if padding == tfl.Padding.VALID:
+            h, w = max(h, fh), max(w, fw)
+        oh, ow = out_size(padding, h, fh, sh, 1), out_size(padding, w, fw, sw, 1)
+        s = log_uniform(rng, 0.002, 0.2)
+        zp = int(rng.integers(-128, 128))
+        act = int(rng.choice(ACTS))
+        x = i8(rng, (n, h, w, c))
+        opts = tfl.Pool2DOptionsT()
+        opts.padding, opts.strideH, opts.strideW, opts.filterHeight, opts.filterWidth = padding, sh, sw, fh, fw
+        opts.fusedActivationFunction = act
+        code = OP.MAX_POOL_2D if kind == "max" else OP.AVERAGE_POOL_2D
+        model = single_op_model(code, [T([n, h, w, c], s=s, zp=zp)], [T([n, oh, ow, c], s=s, zp=zp)],
+                                "Pool2DOptions", opts, version=2)
+        expected = run_tflm(model, [x])
+        got = rt.pool(kind, x, out_shape=(n, oh, ow, c), filt=(fh, fw), stride=(sh, sw),
+                      pad=(pad_before(h, fh, sh, 1, oh), pad_before(w, fw, sw, 1, ow)),
+                      act=activation_range(act, s, zp))
+        compare(failures, f"{kind}pool", i, expected, got)
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ MEAN
+def test_mean(rt):
+    failures = []
+    for i, rng in configs(6):
+        n, h, w, c = (int(rng.integers(1, 3)), int(rng.integers(1, 12)), int(rng.integers(1, 12)),
+                      int(rng.integers(1, 17)))
+        keep = bool(rng.integers(0, 4))  # mostly keep_dims (the MobileNet global-pool form)
+        same = (not keep) and bool(rng.integers(0, 2))
+        s_in = log_uniform(rng, 0.002, 0.2)
+        zp_in = int(rng.integers(-128, 128))
+        s_out = s_in if same else log_uniform(rng, 0.002, 0.2)
+        zp_out = zp_in if same else int(rng.integers(-128, 128))
+        x = i8(rng, (n, h, w, c))
+        opts = tfl.ReducerOptionsT()
+        opts.keepDims = keep
+        out_shape = [n, 1, 1, c] if keep else [n, c]
+        model = single_op_model(OP.MEAN, [T([n, h, w, c], s=s_in, zp=zp_in),
+                                          T([2], np.int32, data=np.array([1, 2], np.int32))],
+                                [T(out_shape, s=s_out, zp=zp_out)], "ReducerOptions", opts, version=2)
+        expected = run_tflm(model, [x])
+        m, sh = mean_multiplier(s_in, s_out, h * w)
+        got = rt.mean(x, mode=0, input_zero_point=zp_in, output_zero_point=zp_out, multiplier=m, shift=sh)
+        compare(failures, "mean", i, expected, got, f"keep={keep} same={same}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ ADD / MUL
+def broadcast_shapes(rng):
+    out = [int(rng.integers(1, 4)), int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 9))]
+    mode = int(rng.integers(0, 3))
+    if mode == 0:
+        return out, list(out), list(out)
+    a = [d if rng.integers(0, 2) else 1 for d in out]
+    b = [d if (rng.integers(0, 2) or a[k] == 1) else 1 for k, d in enumerate(out)]
+    b = [out[k] if a[k] == 1 and b[k] == 1 and rng.integers(0, 2) else b[k] for k in range(4)]
+    out = [max(x, y) for x, y in zip(a, b)]
+    return out, a, b
+
+
+@pytest.mark.parametrize("kind", ["add", "mul"])
+def test_add_mul(rt, kind):
+    failures = []
+    for i, rng in configs(7 if kind == "add" else 8):
+        out, a, b = broadcast_shapes(rng)
+        s1, s2 = log_uniform(rng, 0.002, 0.2), log_uniform(rng, 0.002, 0.2)
+        if kind == "add":
+            s_out = float(np.float32((s1 + s2) * rng.uniform(0.5, 2.5)))
+        else:
+            s_out = float(np.float32(s1 * s2 * 128 * rng.uniform(0.3, 4)))
+        z1, z2, zo = (int(rng.integers(-128, 128)) for _ in range(3))
+        act = int(rng.choice(ACTS))
+        x1, x2 = i8(rng, a), i8(rng, b)
+        if kind == "add":
+            opts = tfl.AddOptionsT()
+            opts.fusedActivationFunction = act
+            model = single_op_model(OP.ADD, [T(a, s=s1, zp=z1), T(b, s=s2, zp=z2)], [T(out, s=s_out, zp=zo)],
+                                    "AddOptions", opts, version=2)
+        else:
+            opts = tfl.MulOptionsT()
+            opts.fusedActivationFunction = act
+            model = single_op_model(OP.MUL, [T(a, s=s1, zp=z1), T(b, s=s2, zp=z2)], [T(out, s=s_out, zp=zo)],
+                                    "MulOptions", opts, version=2)
+        expected = run_tflm(model, [x1, x2])
+        lo, hi = activation_range(act, s_out, zo)
+        if kind == "add":
+            got = rt.add(x1, x2, out_shape=out, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
+                         act_min=lo, act_max=hi, **add_params(s1, s2, s_out))
+        else:
+            m, sh = quantize_multiplier(float(np.float32(s1)) * float(np.float32(s2)) / float(np.float32(s_out)))
+            got = rt.mul(x1, x2, out_shape=out, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
+                         output_multiplier=m, output_shift=sh, act_min=lo, act_max=hi)
+        compare(failures, kind, i, expected, got, f"{a}x{b}->{out}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ SOFTMAX
+def test_softmax(rt):
+    failures = []
+    for i, rng in configs(9):
+        rows, depth = int(rng.integers(1, 6)), int(rng.integers(1, 300))
+        s_in = log_uniform(rng, 0.001, 0.5)
+        zp_in = int(rng.integers(-128, 128))
+        beta = float(rng.choice([1.0, 1.0, float(np.float32(rng.uniform(0.1, 3.0)))]))
+        x = i8(rng, (rows, depth))
+        opts = tfl.SoftmaxOptionsT()
+        opts.beta = beta
+        model = single_op_model(OP.SOFTMAX, [T([rows, depth], s=s_in, zp=zp_in)],
+                                [T([rows, depth], s=1.0 / 256, zp=-128)], "SoftmaxOptions", opts, version=2)
+        expected = run_tflm(model, [x])
+        m, sh, dmin = softmax_params(beta, s_in)
+        got = rt.softmax(x, input_multiplier=m, input_left_shift=sh, diff_min=dmin)
+        compare(failures, "softmax", i, expected, got, f"beta={beta} s={s_in}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ LOGISTIC / TANH
+@pytest.mark.parametrize("kind", ["logistic", "tanh"])
+def test_logistic_tanh(rt, kind):
+    failures = []
+    for i, rng in configs(10 if kind == "logistic" else 11):
+        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
+        s_in = log_uniform(rng, 0.001, 0.5)
+        zp_in = int(rng.integers(-128, 128))
+        x = i8(rng, shape)
+        out_t = T(shape, s=1.0 / 256, zp=-128) if kind == "logistic" else T(shape, s=1.0 / 128, zp=0)
+        model = single_op_model(OP.LOGISTIC if kind == "logistic" else OP.TANH, [T(shape, s=s_in, zp=zp_in)],
+                                [out_t], version=2)
+        expected = run_tflm(model, [x])
+        m, sh, radius = sigmoid_params(s_in)
+        got = rt.sigmoid(kind, x, input_zero_point=zp_in, input_range_radius=radius, input_multiplier=m,
+                         input_left_shift=sh)
+        compare(failures, kind, i, expected, got, f"s={s_in}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ HARD_SWISH
+def test_hard_swish(rt):
+    failures = []
+    for i, rng in configs(12):
+        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
+        s_in = log_uniform(rng, 0.005, 0.1)
+        s_out = float(np.float32(s_in * rng.uniform(0.3, 1.5)))
+        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        x = i8(rng, shape)
+        model = single_op_model(OP.HARD_SWISH, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)])
+        expected = run_tflm(model, [x])
+        rm, re, om, oe = hard_swish_params(s_in, s_out)
+        got = rt.hard_swish(x, input_zero_point=zp_in, output_zero_point=zp_out,
+                            reluish_multiplier_fixedpoint_int16=rm, reluish_multiplier_exponent=re,
+                            output_multiplier_fixedpoint_int16=om, output_multiplier_exponent=oe)
+        compare(failures, "hard_swish", i, expected, got, f"s_in={s_in} s_out={s_out}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ PAD
+def test_pad(rt):
+    failures = []
+    for i, rng in configs(13):
+        shape = [int(rng.integers(1, 3)), int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 9))]
+        pads = rng.integers(0, 4, size=(4, 2)).astype(np.int32)
+        out = [d + int(p[0] + p[1]) for d, p in zip(shape, pads)]
+        s, zp = log_uniform(rng, 0.002, 0.2), int(rng.integers(-128, 128))
+        x = i8(rng, shape)
+        model = single_op_model(OP.PAD, [T(shape, s=s, zp=zp), T([4, 2], np.int32, data=pads)], [T(out, s=s, zp=zp)],
+                                "PadOptions", tfl.PadOptionsT(), version=2)
+        expected = run_tflm(model, [x])
+        got = rt.pad(x, out_shape=out, before=[int(p) for p in pads[:, 0]], pad_value=zp)
+        compare(failures, "pad", i, expected, got)
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ CONCATENATION
+def test_concatenation(rt):
+    failures = []
+    for i, rng in configs(14):
+        rank = int(rng.integers(1, 5))
+        shape = [int(rng.integers(1, 6)) for _ in range(rank)]
+        axis = int(rng.integers(-rank, rank))
+        k = int(rng.integers(1, 5))
+        shapes = []
+        for _ in range(k):
+            s2 = list(shape)
+            s2[axis] = int(rng.integers(1, 6))
+            shapes.append(s2)
+        out = list(shape)
+        out[axis] = sum(s2[axis] for s2 in shapes)
+        s, zp = log_uniform(rng, 0.002, 0.2), int(rng.integers(-128, 128))
+        xs = [i8(rng, s2) for s2 in shapes]
+        opts = tfl.ConcatenationOptionsT()
+        opts.axis = axis
+        model = single_op_model(OP.CONCATENATION, [T(s2, s=s, zp=zp) for s2 in shapes], [T(out, s=s, zp=zp)],
+                                "ConcatenationOptions", opts, version=3)
+        expected = run_tflm(model, xs)
+        got = rt.concatenation(xs, axis)
+        compare(failures, "concatenation", i, expected, got, f"{shapes} axis {axis}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ RESHAPE
+def test_reshape(rt):
+    failures = []
+    for i, rng in configs(15):
+        shape = [int(rng.integers(1, 6)) for _ in range(int(rng.integers(1, 5)))]
+        total = int(np.prod(shape))
+        out = [total] if rng.integers(0, 2) else [1, total]
+        s, zp = log_uniform(rng, 0.002, 0.2), int(rng.integers(-128, 128))
+        x = i8(rng, shape)
+        opts = tfl.ReshapeOptionsT()
+        opts.newShape = out
+        model = single_op_model(OP.RESHAPE, [T(shape, s=s, zp=zp), T([len(out)], np.int32, data=np.array(out))],
+                                [T(out, s=s, zp=zp)], "ReshapeOptions", opts)
+        expected = run_tflm(model, [x])
+        got = rt.reshape(x, out)
+        compare(failures, "reshape", i, expected, got)
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ QUANTIZE (int8 -> int8)
+def test_quantize(rt):
+    failures = []
+    for i, rng in configs(16):
+        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
+        s_in = log_uniform(rng, 0.002, 0.2)
+        s_out = float(np.float32(s_in * np.exp(rng.uniform(-2, 2))))
+        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        x = i8(rng, shape)
+        model = single_op_model(OP.QUANTIZE, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)],
+                                version=2)
+        expected = run_tflm(model, [x])
+        m, sh = quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)))
+        got = rt.quantize(x, input_zero_point=zp_in, output_zero_point=zp_out, multiplier=m, shift=sh)
+        compare(failures, "quantize", i, expected, got)
+    report(failures, N_CONFIGS)
