@@ -61,9 +61,20 @@ def binary(opcode, opts_name, opts, s1, s2, so, shape2=(1, 6, 7, 8)):
                            [T([1, 6, 7, 8], s=so, zp=-2)], opts_name, opts)
 
 
+def minmax(opcode):
+    return single_op_model(opcode, [T([1, 6, 7, 8], s=0.05, zp=3), T([1, 6, 7, 8], s=0.05, zp=3)],
+                           [T([1, 6, 7, 8], s=0.05, zp=3)])
+
+
 def unary(opcode, s_in, zp_in, s_out, zp_out, opts_name=None, opts=None):
     return single_op_model(opcode, [T([1, 5, 6, 16], s=s_in, zp=zp_in)], [T([1, 5, 6, 16], s=s_out, zp=zp_out)],
                            opts_name, opts)
+
+
+def _leaky_opts(alpha):
+    o = tfl.LeakyReluOptionsT()
+    o.alpha = alpha
+    return o
 
 
 def leaky(alpha):
@@ -115,6 +126,12 @@ CASES = {
     "hard_swish": lambda: unary(BO.HARD_SWISH, 0.04, 2, 0.03, -20),
     "leaky_relu": lambda: leaky(0.2),
     "mean_hw": mean,
+    "leaky_relu_same_quant": lambda: single_op_model(BO.LEAKY_RELU, [T([1, 5, 6, 16], s=0.05, zp=-20)],
+                                                     [T([1, 5, 6, 16], s=0.05, zp=-20)], "LeakyReluOptions", _leaky_opts(0.1)),
+    "maximum": lambda: minmax(BO.MAXIMUM),
+    "minimum": lambda: minmax(BO.MINIMUM),
+    "abs": lambda: unary(BO.ABS, 0.05, 3, 0.05, -2),
+    "relu": lambda: unary(BO.RELU, 0.05, 3, 0.04, -128),
 }
 
 

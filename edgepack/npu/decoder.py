@@ -108,7 +108,9 @@ def parse_driver_payload(data: bytes) -> DriverPayload:
             if config is None:
                 raise ModelError("driver payload has no Config action before the command stream")
             if config.product not in (0, 1):
-                raise ModelError(f"unsupported NPU product {config.product} in the driver payload config (only Ethos-U55 = 0 and Ethos-U65 = 1)")
+                kind_name = "Ethos-U85" if config.product == 2 else "unknown"
+                raise ModelError(f"unsupported NPU product {config.product} ({kind_name}) in the driver payload config "
+                                 f"at byte {4 * i}: only Ethos-U55 (0) and Ethos-U65 (1) command streams are modelled")
             return DriverPayload(1 << config.macs_per_cc, config.product, config.shram_size,
                                  data[start:start + 4 * n], start)
         elif kind in (0x03, 0x04):  # ReadAPB, DumpSHRAM: debug actions without data
