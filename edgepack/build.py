@@ -78,6 +78,9 @@ class BuildResult:
     fold: list[dict]
     fold_agreement: dict | None
     vela: dict | None  # raw vs folded (encoded weight bytes, cycles, SRAM), CPU operators
+    golden_layout: list[dict] = field(default_factory=list)  # data/golden.bin: symbol, offset, size
+    input_shapes: list[list[int]] = field(default_factory=list)
+    output_shapes: list[list[int]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -260,7 +263,10 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         data_bytes_by_kind=blob.bytes_by_kind(), regions=regions, layers=layers,
         fold=[_fold_entry(ft) for ft in fr.tensors],
         fold_agreement=asdict(fr.agreement) if fr.agreement is not None else None,
-        vela=vela_info)
+        vela=vela_info,
+        golden_layout=[{"symbol": a.symbol, "offset": a.offset, "size": a.size} for a in golden.arrays],
+        input_shapes=[list(folded.tensors[i].shape) for i in folded.inputs],
+        output_shapes=[list(folded.tensors[i].shape) for i in folded.outputs])
 
     say(f"writing the project into {out}")
     t3 = time.perf_counter()
@@ -273,6 +279,9 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
             placement=placement, stack_size=STACK_SIZE, heap_size=HEAP_SIZE, uart_base=UART0_BASE)
         (tmp / "build.json").write_text(json.dumps(result.as_dict(), indent=2, default=_json_default)
                                         + "\n", encoding="utf-8")
+        from .report import write_report  # report.json + report.html (issue 8)
+
+        write_report(result, tmp, model=model, fold=fr)
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, out)
     except BaseException:
@@ -339,3 +348,50 @@ def load_build_json(directory: str | os.PathLike) -> dict:
         return json.loads(p.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
         raise UsageError(f"build.json is unreadable: {err}", str(directory)) from None
+
+
+def summary(result: BuildResult, out: str, timings: dict | None = None) -> dict:
+    """The `--json` summary: build.json's figures plus where the project went and how long."""
+    d = result.as_dict()
+    d["output_dir"] = str(out)
+    if timings:
+        d["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    return d
+
+
+def render_text(result: BuildResult, out: str, console, timings: dict | None = None) -> None:
+    from rich.table import Table
+
+    r = result
+    ratio = r.weight_bytes_folded / r.weight_bytes_dense if r.weight_bytes_dense else 0.0
+    console.print(f"[bold]{r.model}[/] -> [bold]{out}[/] for {r.board_description}")
+    folded = [f for f in r.fold if f["folded"]]
+    console.print(f"  fold: {len(folded)}/{len(r.fold)} weight tensors in palette form; weights "
+                  f"{r.weight_bytes_dense} B dense int8 -> {r.weight_bytes_folded} B "
+                  f"({ratio:.2f}x)")
+    if r.fold_agreement:
+        a = r.fold_agreement
+        console.print(f"  folded vs given model (TFLM, {a.get('samples')} inputs): mean |diff| "
+                      f"{a.get('mean_abs_diff', 0):.3f}, max {a.get('max_abs_diff')} int8 steps")
+    if r.vela:
+        v = r.vela
+        console.print(f"  Vela {v['accelerator']}: encoded weights {v['raw']['encoded_weight_bytes']} B "
+                      f"-> {v['folded']['encoded_weight_bytes']} B ({v['encoded_weight_delta']:+d}), "
+                      f"cycles {v['raw']['total_cycles']} -> {v['folded']['total_cycles']} "
+                      f"({v['total_cycle_delta']:+d}, {v['total_cycle_change_pct']:+.1f} %)")
+        cpu = ", ".join(f"#{o['index']} {o['opcode']}" for o in v["cpu_operators"]) or "none"
+        console.print(f"  NPU operators: {len(v['npu_operators'])}; CPU operators (edgepack runtime): {cpu}")
+        console.print(f"  NPU path executed: {r.npu_path_executed}")
+    console.print(f"  arena: {r.arena_bytes} B (scratch {r.scratch_bytes} B; {r.arena_naive_bytes} B "
+                  "without lifetime planning)")
+    t = Table(title="memory the build places (code and stack sizes: see build/firmware.map after `edgepack run`)",
+              title_justify="left")
+    for col in ("region", "address", "size", "needed", "what"):
+        t.add_column(col, justify="right" if col in ("size", "needed") else "left")
+    for reg in r.regions:
+        t.add_row(reg.region, f"{reg.address:#010x}", str(reg.size), str(reg.needed), ", ".join(reg.what))
+    console.print(t)
+    console.print(f"  golden vectors: {r.golden_source}")
+    if timings:
+        console.print(f"  build time: {timings.get('total_s', 0):.1f} s")
+    console.print(f"next: edgepack run {out}")

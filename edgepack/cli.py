@@ -166,9 +166,187 @@ def _cmd_boards(args) -> int:
     return 0
 
 
+# --- report --------------------------------------------------------------------------------
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="re-render a build's report (report.html) from its report.json",
+        description="Every `edgepack build` writes DIR/report.json (the figures: fit per memory "
+                    "region, weight bytes dense / folded / packed / Vela-encoded, Vela's NPU "
+                    "cycle estimate before and after folding, output agreement with the "
+                    "unfolded model, and a per-layer table) and DIR/report.html (the same as a "
+                    "self-contained page with charts, for any browser, offline). This command "
+                    "re-renders report.html from report.json and prints the summary.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  edgepack report fw/                      summary table, rewrite "
+               "fw/report.html\n  edgepack report fw/ --json | jq .summary  the figures for CI")
+    p.add_argument("dir", help="a build directory (holds report.json)")
+    p.add_argument("--json", action="store_true",
+                   help="print report.json (schema edgepack-report/1, see README) instead")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .report import load_report, print_summary, write_report
+
+    report = load_report(args.dir)
+    write_report(report, args.dir)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        console = _console()
+        print_summary(report, console)
+        console.print(f"wrote {args.dir.rstrip('/')}/report.html")
+    return 0
+
+
+# --- build / run / flash -------------------------------------------------------------------
+
+class _StderrProgress:
+    """A rich status line on stderr for the long steps (silent when stderr is not a terminal)."""
+
+    def __init__(self):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.status = None
+
+    def __call__(self, step: str) -> None:
+        if self.status is None:
+            self.status = self.console.status(step)
+            self.status.start()
+        else:
+            self.status.update(step)
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def _add_build(sub) -> None:
+    p = sub.add_parser(
+        "build", help="fold, compile with Vela, and generate a firmware project",
+        description="Read an int8 TFLite model, fold its weights into layer-shared codebooks, "
+                    "compile it with Vela for the board's Ethos-U (model as given and folded: "
+                    "prints what folding changed), plan the runtime kernel calls over one arena, "
+                    "compute golden outputs with TFLM, and write a C project (CMake, linker "
+                    "script, start-up code, main.c, model data, runtime) into DIR. Nothing is "
+                    "written unless everything fits the board.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  edgepack build model.tflite --board corstone-300 -o fw/\n"
+               "  edgepack build model.tflite --board host -o fw-host/ --input x.npy\n"
+               "  edgepack build model.tflite -o fw/ --force --json | jq .arena_bytes\n"
+               "then: edgepack run fw/   (see `edgepack boards` for the boards)")
+    p.add_argument("model", help="an int8 .tflite model (clustered and/or pruned gains most)")
+    p.add_argument("--board", default="corstone-300",
+                   help="board name or board .toml file (default: corstone-300)")
+    p.add_argument("-o", "--output", metavar="DIR", help="project directory (default: <model>_<board>)")
+    p.add_argument("--clusters", default="auto", metavar="K|auto",
+                   help="codebook size per layer, 1..256, or auto (each tensor's own clustering)")
+    p.add_argument("--max-error", type=float, metavar="DB", dest="max_error",
+                   help="instead of --clusters: smallest K whose weight SQNR is at least DB")
+    p.add_argument("--input", metavar="X.npy", help="golden inputs [N, ...] (int8, or float32 "
+                   "real values); default: 4 seeded random int8 inputs")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--json", action="store_true", help="print build.json's figures as JSON")
+    p.set_defaults(func=_cmd_build)
+
+
+def _cmd_build(args) -> int:
+    from pathlib import Path
+
+    from .build import build, render_text, summary
+
+    board_stem = Path(args.board).stem
+    out = args.output or f"{Path(args.model).stem}_{board_stem}"
+    timings: dict = {}
+    progress = _StderrProgress()
+    try:
+        result = build(args.model, args.board, out, clusters=args.clusters,
+                       max_error_db=args.max_error, input_npy=args.input, force=args.force,
+                       progress=progress, timings=timings)
+    finally:
+        progress.stop()
+    if args.json:
+        _print_json(summary(result, out, timings))
+    else:
+        render_text(result, out, _console(), timings)
+    return 0
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="build a generated project and run it on a simulator",
+        description="Configure and build DIR with CMake + Ninja, then run it under a timeout: "
+                    "on the board's Corstone FVP when its binary is on PATH, else the CPU path "
+                    "under QEMU, else natively on the host; on NPU boards without an FVP also "
+                    "Vela's command stream in edgepack's functional Ethos-U model. Exits 0 only "
+                    "when every output matches TFLM's golden outputs bit for bit.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  edgepack run fw/\n  edgepack run fw/ --sim host --sanitize\n"
+               "  edgepack run fw/ --sim qemu --timeout 60 --json")
+    p.add_argument("dir", help="a project written by `edgepack build`")
+    p.add_argument("--sim", default="auto", choices=["auto", "fvp", "qemu", "host", "npu-model"],
+                   help="where to run (default: auto)")
+    p.add_argument("--timeout", type=float, default=120, metavar="S",
+                   help="seconds before a run counts as hung (default: 120)")
+    p.add_argument("--sanitize", action="store_true",
+                   help="host runs: build with -fsanitize=address,undefined")
+    p.add_argument("--json", action="store_true", help="machine-readable results")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from .sim import render_text, run_project
+
+    progress = _StderrProgress()
+    try:
+        results = run_project(args.dir, sim=args.sim, timeout=args.timeout,
+                              sanitize=args.sanitize, progress=progress)
+    finally:
+        progress.stop()
+    ok = bool(results) and all(r.passed for r in results)
+    if args.json:
+        _print_json({"dir": args.dir, "passed": ok, "runs": [r.as_dict() for r in results]})
+    else:
+        render_text(results, _console())
+    return 0 if ok else 1
+
+
+def _add_flash(sub) -> None:
+    p = sub.add_parser(
+        "flash", help="put a built firmware on a board (MPS3 USB drive or a debug probe)",
+        description="Copy the firmware onto the board: for Arm MPS3 boards the SD-card layout "
+                    "(images in SOFTWARE/, MB/HBI0309C/<AN>/images.txt with their load "
+                    "addresses) onto the board's mounted USB drive; or program firmware.hex "
+                    "through pyOCD (optional: pip install pyocd) when a debug probe is attached. "
+                    "Builds the firmware first when DIR has no build.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  edgepack flash fw/ --to /media/$USER/V2M-MPS3\n  edgepack flash fw/ --probe")
+    p.add_argument("dir", help="a project written by `edgepack build`")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--to", metavar="MOUNTPOINT", help="the board's mounted USB drive")
+    g.add_argument("--probe", action="store_true", help="program through pyOCD")
+    p.add_argument("--target", help="pyOCD target type (default: what the probe reports)")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=_cmd_flash)
+
+
+def _cmd_flash(args) -> int:
+    from .flash import flash_project
+
+    result = flash_project(args.dir, to=args.to, probe=args.probe, target=args.target)
+    if args.json:
+        _print_json({"method": result.method, "target": result.target, "files": result.files})
+    else:
+        _console().print(result.message)
+    return 0
+
+
 # --- the parser ----------------------------------------------------------------------------
 
-COMMANDS = [_add_inspect, _add_fold, _add_boards]
+COMMANDS = [_add_inspect, _add_fold, _add_boards, _add_report, _add_build, _add_run, _add_flash]
 
 
 def build_parser() -> argparse.ArgumentParser:
