@@ -708,7 +708,8 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
                vela_bytes=c_bytes(vela_model))
         render("vela_model.h.j2", dest / "npu/vela_model.h", **ctx, vela_size=len(vela_model))
         render("npu_README.md.j2", dest / "npu/README.md", **ctx, vela_size=len(vela_model))
-        files += ["npu/vela_model.c", "npu/vela_model.h", "npu/README.md"]
+        (dest / "npu" / "model_vela.tflite").write_bytes(vela_model)
+        files += ["npu/vela_model.c", "npu/vela_model.h", "npu/README.md", "npu/model_vela.tflite"]
     from . import flash
 
     for rel, text in flash.board_files(board, ctx["images"], model):

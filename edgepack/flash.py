@@ -150,3 +150,36 @@ def probe_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def flash_project(project: str, to: str | None = None, probe: bool = False,
+                  target: str | None = None) -> FlashResult:
+    """Build `project` if needed, then copy it onto the drive `to`, or program it through a
+    probe; with neither, look for a mounted MPS3 drive, then for a probe."""
+    from .boards import load_board
+    from .build import load_build_json
+    from .codegen import load_images
+    from .sim import build_firmware
+
+    path = Path(project)
+    info = load_build_json(path)
+    board = load_board(info["board"])
+    if board.sim.host:
+        raise UsageError(f"board {board.name} is the host: nothing to flash (use `edgepack run`)",
+                         project)
+    images = load_images(board)
+    build_dir = path / "build"
+    if not (build_dir / "firmware.elf").is_file():
+        build_dir = build_firmware(path)
+    if to is not None:
+        return flash_to_drive(path, build_dir, board.name, images, Path(to))
+    if probe:
+        return flash_with_probe(path, build_dir, target)
+    drive = find_drive() if sdcard_layout(board.name) else None
+    if drive is not None:
+        return flash_to_drive(path, build_dir, board.name, images, drive)
+    if probe_available():
+        return flash_with_probe(path, build_dir, target)
+    looked = (f"an MPS3 USB drive at {', '.join(MOUNT_GLOBS)}; " if sdcard_layout(board.name) else "")
+    raise BuildError(f"no board found: looked for {looked}a debug probe through pyOCD (not "
+                     "installed: pip install pyocd). Give --to MOUNTPOINT or --probe", project)

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .boards import BoardSpec, load_board
 from .build import load_build_json
 from .errors import BuildError, UsageError
@@ -47,6 +49,7 @@ class RunResult:
     command: list[str] = field(default_factory=list)
     output: str = ""
     failure: str = ""  # one line when not passed
+    memory: list[dict] = field(default_factory=list)  # per region, from the map file
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -215,8 +218,6 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
     results = []
     for s in choose_sims(board, sim):
         if s == "npu-model":
-            from .npu_run import run_npu_model
-
             say("running Vela's command stream in the functional Ethos-U model")
             results.append(run_npu_model(project, info, board, timeout))
             continue
@@ -225,9 +226,128 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
         build_dir = build_firmware(project, host=host, sanitize=sanitize and host)
         say(f"running on {s}")
         if s == "qemu":
-            results.append(run_qemu(build_dir, board, timeout))
+            r = run_qemu(build_dir, board, timeout)
         elif s == "fvp":
-            results.append(run_fvp(build_dir, board, timeout))
+            r = run_fvp(build_dir, board, timeout)
         else:
-            results.append(run_host(build_dir, timeout, sanitize))
+            r = run_host(build_dir, timeout, sanitize)
+        if (build_dir / "firmware.map").is_file():
+            r.memory = map_memory_usage(build_dir / "firmware.map")
+        results.append(r)
     return results
+
+
+# --- memory use from the linker's map file ----------------------------------------------------
+
+_SECTION_RE = re.compile(r"^(\.[\w.]+)\s*(?:\n\s+)?\s*(0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)(?:\s+load address\s+(0x[0-9a-fA-F]+))?",
+                         re.MULTILINE)
+_REGION_RE = re.compile(r"^(\w+)\s+(0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)", re.MULTILINE)
+
+
+def map_memory_usage(map_path: str | os.PathLike) -> list[dict]:
+    """Bytes each memory region holds, from a GNU ld map file: every allocated output section
+    at its run address, plus the load image of initialised data (.data) where it is stored."""
+    text = Path(map_path).read_text(encoding="utf-8", errors="replace")
+    config = text.split("Memory Configuration", 1)[1].split("Linker script and memory map", 1)
+    regions = []
+    for m in _REGION_RE.finditer(config[0]):
+        if m.group(1) != "Name":
+            regions.append({"region": m.group(1), "address": int(m.group(2), 16),
+                            "size": int(m.group(3), 16), "used": 0, "sections": {}})
+
+    def region_of(addr: int):
+        return next((r for r in regions if r["address"] <= addr < r["address"] + r["size"]), None)
+
+    for m in _SECTION_RE.finditer(config[1]):
+        name, addr, size = m.group(1), int(m.group(2), 16), int(m.group(3), 16)
+        if size == 0 or name.startswith((".debug", ".comment", ".ARM.attributes")):
+            continue
+        r = region_of(addr)
+        if r is not None:
+            r["used"] += size
+            r["sections"][name] = r["sections"].get(name, 0) + size
+        if m.group(4):
+            load = int(m.group(4), 16)
+            lr = region_of(load)
+            if lr is not None and lr is not r and name == ".data":
+                lr["used"] += size
+                lr["sections"][name + " (load image)"] = size
+    return regions
+
+
+def render_text(results: list[RunResult], console) -> None:
+    for r in results:
+        status = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+        console.print(f"{status} {r.where}: {r.result_line or r.failure} ({r.wall_s:.1f} s wall)")
+        if r.layers:
+            extra = f", about {r.instructions} instructions" if r.instructions else ""
+            console.print(f"  {r.counter} per layer, summed over the golden inputs{extra}:")
+            for layer in r.layers:
+                console.print(f"    {layer['index']:3d} {layer['opcode']:<20} {layer['count']:>12}")
+        if not r.passed:
+            console.print(f"  [red]{r.failure}[/]")
+        if r.memory:
+            for m in r.memory:
+                console.print(f"  {m['region']:<6} {m['used']:>9} / {m['size']} bytes used")
+
+
+# --- Vela's command stream in the functional Ethos-U model -------------------------------------
+
+def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """The golden inputs and TFLM outputs stored in data/golden.bin, by golden input."""
+    data = (project / "data" / "golden.bin").read_bytes()
+    arrays = {a["symbol"]: np.frombuffer(data, np.int8, a["size"], a["offset"]) for a in info["golden_layout"]}
+    ins = [[arrays[f"ep_golden_in{g}_{k}"].reshape(s) for k, s in enumerate(info["input_shapes"])]
+           for g in range(info["golden_count"])]
+    outs = [[arrays[f"ep_golden_out{g}_{k}"].reshape(s) for k, s in enumerate(info["output_shapes"])]
+            for g in range(info["golden_count"])]
+    return ins, outs
+
+
+def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -> RunResult:
+    """Run npu/model_vela.tflite in edgepack's functional Ethos-U model on the golden inputs."""
+    from .errors import ModelError
+    from .npu import run_vela_model
+
+    vela_path = project / "npu" / "model_vela.tflite"
+    if not vela_path.is_file():
+        raise UsageError("npu/model_vela.tflite is missing: rebuild the project", str(project))
+    where = f"NPU path: Vela's command stream for {board.npu.accelerator} in edgepack's functional Ethos-U model"
+    cpu_ops = info.get("vela", {}).get("cpu_operators", []) if info.get("vela") else []
+
+    def cpu_op_runner(index, op, arrays):
+        # Operators Vela leaves on the CPU would run in edgepack's host runtime; not wired yet.
+        raise ModelError(f"operator {index} of Vela's output runs on the CPU; the npu-model run "
+                         "does not execute CPU operators yet")
+
+    ins, outs = golden_vectors(project, info)
+    t0 = time.perf_counter()
+    r = RunResult(sim="npu-model", where=where, passed=False, exit_code=None, result_line="",
+                  counter="", command=["edgepack.npu.run_vela_model", str(vela_path)])
+    try:
+        batched = [np.stack([row[k] for row in ins]) for k in range(len(info["input_shapes"]))]
+        got = run_vela_model(vela_path.read_bytes(), batched, cpu_op_runner if cpu_ops else None)
+    except ModelError as err:
+        r.failure = f"the functional model could not run it: {err}"
+        r.wall_s = time.perf_counter() - t0
+        return r
+    r.wall_s = time.perf_counter() - t0
+    bad, first = 0, None
+    for g, row in enumerate(outs):
+        for k, want in enumerate(row):
+            have = np.asarray(got[k][g]).astype(np.int8).reshape(-1)
+            diff = np.flatnonzero(have != want.reshape(-1))
+            bad += diff.size
+            if diff.size and first is None:
+                i = int(diff[0])
+                first = f"first at input {g} output {k} index {i}: expected {int(want.reshape(-1)[i])} got {int(have[i])}"
+    n = len(outs)
+    passed = sum(1 for g in range(n) if all(np.array_equal(np.asarray(got[k][g]).astype(np.int8).reshape(-1),
+                                                             outs[g][k].reshape(-1)) for k in range(len(outs[g]))))
+    if bad == 0:
+        r.result_line = f"EDGEPACK RESULT: PASS {n}/{n} inputs, 0 mismatched bytes"
+        r.passed = True
+    else:
+        r.result_line = f"EDGEPACK RESULT: FAIL {passed}/{n} inputs, {bad} mismatched bytes; {first}"
+        r.failure = r.result_line[len("EDGEPACK RESULT: "):]
+    return r
