@@ -65,3 +65,19 @@ def test_test_split_accuracy_matches_tflm():
     out = run_vela_model(compile_vela(fixture_path(model), "ethos-u55-64"), [x])[0]
     np.testing.assert_array_equal(out, golden)
     assert (out.reshape(len(x), -1).argmax(axis=1) == d["y"]).mean() > 0.95
+
+
+@pytest.mark.parametrize("model", INT8_MODELS)
+def test_ethos_u65_256_shares_the_command_set(model):
+    """U65-256 (one core, Dedicated_Sram: a separate scratch_fast arena cache) runs the same model."""
+    x, golden = _inputs_and_golden(model)
+    out = run_vela_model(compile_vela(fixture_path(model), "ethos-u65-256"), [x[:50]])[0]
+    np.testing.assert_array_equal(out, golden[:50])
+
+
+def test_ethos_u65_512_two_cores_is_rejected_not_guessed():
+    from edgepack.errors import ModelError
+
+    x, _ = _inputs_and_golden(INT8_MODELS[0])
+    with pytest.raises(ModelError, match="512 MACs"):
+        run_vela_model(compile_vela(fixture_path(INT8_MODELS[0]), "ethos-u65-512"), [x[:1]])
