@@ -235,3 +235,14 @@ def mean_multiplier(in_scale: float, out_scale: float, num_elements: int) -> tup
     m, s = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
     k = min(num_elements.bit_length() - 1, 32, 31 + s)
     return int((m << k) // num_elements), int(s - k)
+
+
+def fc_multipliers(s_in: float, w_scales, s_out: float) -> tuple[np.ndarray, np.ndarray]:
+    """TFLM FULLY_CONNECTED: per-tensor multiplies the float32 scales in float first
+    (GetQuantizedConvolutionMultipler); per-channel as conv."""
+    w_scales = list(np.atleast_1d(w_scales))
+    if len(w_scales) == 1:
+        prod = float(np.float32(s_in) * np.float32(w_scales[0]))
+        m, s = quantize_multiplier(prod / float(np.float32(s_out)))
+        return np.asarray([m], np.int32), np.asarray([s], np.int32)
+    return conv_multipliers(s_in, w_scales, s_out)

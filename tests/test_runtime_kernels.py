@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 
-from tests.opmodels import (T, activation_range, add_params, conv_multipliers, hard_swish_params, mean_multiplier,
+from tests.opmodels import (T, activation_range, add_params, conv_multipliers, fc_multipliers, hard_swish_params,
+                            mean_multiplier,
                             out_size,
                             pad_before, quantize_multiplier, run_tflm, sigmoid_params, single_op_model,
                             softmax_params)
@@ -172,15 +173,6 @@ def test_depthwise_conv2d(rt):
 
 
 # ------------------------------------------------------------------------------ FULLY_CONNECTED
-def fc_multipliers(s_in, w_scales, s_out):
-    """TFLM FULLY_CONNECTED: per-tensor multiplies the float scales in float first."""
-    if len(w_scales) == 1:
-        prod = float(np.float32(s_in) * np.float32(w_scales[0]))
-        m, s = quantize_multiplier(prod / float(np.float32(s_out)))
-        return np.asarray([m], np.int32), np.asarray([s], np.int32)
-    return conv_multipliers(s_in, w_scales, s_out)
-
-
 def test_fully_connected(rt):
     failures = []
     for i, rng in configs(3):
