@@ -128,6 +128,15 @@ CASES = {
     "mean_hw": mean,
     "leaky_relu_same_quant": lambda: single_op_model(BO.LEAKY_RELU, [T([1, 5, 6, 16], s=0.05, zp=-20)],
                                                      [T([1, 5, 6, 16], s=0.05, zp=-20)], "LeakyReluOptions", _leaky_opts(0.1)),
+    "sub_first_operand_broadcast": lambda: single_op_model(
+        BO.SUB, [T([1, 1, 1, 8], s=0.05, zp=1), T([1, 6, 7, 8], s=0.08, zp=-4)], [T([1, 6, 7, 8], s=0.1, zp=0)],
+        "SubOptions", _sub()),
+    "add_constant_scalar": lambda: single_op_model(
+        BO.ADD, [T([1, 6, 7, 8], s=0.05, zp=1), T([1], s=0.05, zp=1, data=np.array([37]))], [T([1, 6, 7, 8], s=0.07, zp=3)],
+        "AddOptions", _add()),
+    "sub_constant_scalar_first": lambda: single_op_model(
+        BO.SUB, [T([1], s=0.04, zp=-2, data=np.array([-90])), T([1, 6, 7, 8], s=0.04, zp=-2)], [T([1, 6, 7, 8], s=0.05, zp=3)],
+        "SubOptions", _sub()),
     "maximum": lambda: minmax(BO.MAXIMUM),
     "minimum": lambda: minmax(BO.MINIMUM),
     "abs": lambda: unary(BO.ABS, 0.05, 3, 0.05, -2),
