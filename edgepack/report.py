@@ -257,8 +257,9 @@ def report_from_build(build, model=None, fold=None) -> Report:
             ft = ft_by_tensor.get(wt)
             if ft is not None and ft.folded:
                 entropy_total += ft.codebook.size + n * index_entropy_bits(ft.indices) / 8
-            else:
-                entropy_total += n
+            elif op is not None:  # dense: its distinct values as the table
+                data = model.tensors[wt].data
+                entropy_total += np.unique(data).size + n * index_entropy_bits(data) / 8
 
     vela = b.get("vela") or None
     raw_v = (vela or {}).get("raw") or {}
@@ -266,7 +267,7 @@ def report_from_build(build, model=None, fold=None) -> Report:
     weights = WeightBytes(
         dense_int8=int(b.get("weight_bytes_dense", 0)), folded=folded_total,
         packed=int(b.get("weight_bytes_folded", 0)),
-        entropy_bound=math.ceil(entropy_total) if fold is not None else None,
+        entropy_bound=math.ceil(entropy_total) if fold is not None and model is not None else None,
         vela_dense=raw_v.get("encoded_weight_bytes"), vela_folded=fold_v.get("encoded_weight_bytes"))
     cycles = None
     if raw_v.get("total_cycles") is not None and fold_v.get("total_cycles") is not None:
