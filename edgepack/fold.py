@@ -44,6 +44,7 @@ MAX_CLUSTERS = 256
 INT8_LIMIT = 127  # symmetric int8 weights: TFLite requires zero point 0 and [-127, 127]
 DP_POINTS = 512  # the exact DP runs on at most this many (grouped) points, Lloyd refines on all
 MAX_ROUNDS = 40
+CONVERGED = 1e-4  # stop when a round lowers the squared error by less than this fraction
 RANDOM_CALIBRATION_SAMPLES = 32
 RANDOM_CALIBRATION_SEED = 0
 
@@ -176,12 +177,23 @@ def _prefix(xs: np.ndarray, ws: np.ndarray):
             np.concatenate([z, np.cumsum(ws * xs * xs)]))
 
 
-def kmeans_dp(xs: np.ndarray, ws: np.ndarray, k: int) -> np.ndarray:
-    """Optimal weighted 1-D k-means of sorted distinct points `xs` (weights `ws`) into at most
-    `k` clusters (an O(k m^2) dynamic programme, vectorised over m); returns the centroids."""
+@dataclass
+class DPTable:
+    """The dynamic programme of one point set, good for every k up to `kmax`."""
+
+    kmax: int
+    back: np.ndarray  # [kmax, m]: where the last of c + 1 clusters ending at point j starts
+    W: np.ndarray  # prefix sums of weights and weighted (centred) values
+    S: np.ndarray
+    shift: float
+    xs: np.ndarray
+
+
+def dp_table(xs: np.ndarray, ws: np.ndarray, kmax: int) -> DPTable:
+    """Optimal weighted 1-D k-means of sorted distinct points `xs` (weights `ws`) for every
+    k <= kmax: an O(kmax m^2) dynamic programme, vectorised over m."""
     m = xs.size
-    if k >= m:
-        return xs.astype(np.float64).copy()
+    kmax = min(kmax, m)
     shift = float(np.average(xs, weights=ws))  # centring keeps the prefix sums well conditioned
     W, S, Q = _prefix(xs - shift, ws)
     i = np.arange(m)[:, None]
@@ -192,24 +204,39 @@ def kmeans_dp(xs: np.ndarray, ws: np.ndarray, k: int) -> np.ndarray:
     cost = np.maximum(Q[jj] - Q[i] - s_ * s_ / w_, 0.0)
     cost[np.broadcast_to(i > j, cost.shape)] = np.inf  # cost[i, j]: one cluster of points i..j
     best = cost[0].copy()
-    back = np.zeros((k, m), np.int64)
+    back = np.zeros((kmax, m), np.int64)
     cols = np.arange(m)
-    for c in range(1, k):
+    for c in range(1, kmax):
         cand = best[:-1, None] + cost[1:, :]  # the last cluster starts at point i + 1
         arg = cand.argmin(axis=0)
         best = cand[arg, cols]
         back[c] = arg + 1
+    return DPTable(kmax, back, W, S, shift, xs)
+
+
+def dp_centroids(table: DPTable, k: int) -> np.ndarray:
+    """The optimal centroids for k clusters (k <= table.kmax, or all points)."""
+    if k >= table.xs.size:
+        return table.xs.astype(np.float64).copy()
+    k = min(k, table.kmax)
     starts = []
-    j_end = m - 1
+    j_end = table.xs.size - 1
     for c in range(k - 1, -1, -1):
-        start = int(back[c, j_end]) if c else 0
+        start = int(table.back[c, j_end]) if c else 0
         starts.append(start)
         j_end = start - 1
     starts = np.array(starts[::-1])
-    ends = np.concatenate([starts[1:], [m]])
+    ends = np.concatenate([starts[1:], [table.xs.size]])
     keep = ends > starts
     starts, ends = starts[keep], ends[keep]
-    return (S[ends] - S[starts]) / (W[ends] - W[starts]) + shift
+    return (table.S[ends] - table.S[starts]) / (table.W[ends] - table.W[starts]) + table.shift
+
+
+def kmeans_dp(xs: np.ndarray, ws: np.ndarray, k: int) -> np.ndarray:
+    """Optimal weighted 1-D k-means of sorted distinct points into at most `k` clusters."""
+    if k >= xs.size:
+        return xs.astype(np.float64).copy()
+    return dp_centroids(dp_table(xs, ws, k), k)
 
 
 def _lloyd_sorted(xs: np.ndarray, ws: np.ndarray, centroids: np.ndarray, pin_zero: bool,
@@ -244,10 +271,11 @@ def _nearest(codebook: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def cluster_1d(x: np.ndarray, weights: np.ndarray, k: int, pin_zero: bool = False,
-               init: np.ndarray | None = None) -> np.ndarray:
+               init: np.ndarray | None = None, tables: dict | None = None) -> np.ndarray:
     """Weighted 1-D k-means of `x` into at most `k` centroids (sorted). Without `init`: the exact
     DP on the distinct values (grouped into at most DP_POINTS value bins when there are more),
-    then Lloyd on the exact values; with `init`, Lloyd from there (a warm start)."""
+    then Lloyd on the exact values; with `init`, Lloyd from there (a warm start). `tables`
+    (a dict with "kmax") keeps the DP table for later calls on the same data with other k."""
     xs, inv = np.unique(x.ravel(), return_inverse=True)
     ws = np.bincount(inv, weights=np.broadcast_to(weights, x.shape).ravel(), minlength=xs.size)
     live = ws > 0
@@ -256,15 +284,21 @@ def cluster_1d(x: np.ndarray, weights: np.ndarray, k: int, pin_zero: bool = Fals
         return np.zeros(1)
     prefix = _prefix(xs, ws)
     if init is None:
-        if xs.size > DP_POINTS:
-            span = xs[-1] - xs[0]
-            group = np.minimum(((xs - xs[0]) / span * DP_POINTS).astype(np.int64), DP_POINTS - 1)
-            gw = np.bincount(group, weights=ws, minlength=DP_POINTS)
-            gx = np.bincount(group, weights=ws * xs, minlength=DP_POINTS)
-            used = gw > 0
-            init = kmeans_dp(gx[used] / gw[used], gw[used], k)
-        else:
-            init = kmeans_dp(xs, ws, k)
+        table = tables.get("table") if tables is not None else None
+        if table is None:
+            px, pw = xs, ws
+            if xs.size > DP_POINTS:
+                span = xs[-1] - xs[0]
+                group = np.minimum(((xs - xs[0]) / span * DP_POINTS).astype(np.int64),
+                                   DP_POINTS - 1)
+                gw = np.bincount(group, weights=ws, minlength=DP_POINTS)
+                gx = np.bincount(group, weights=ws * xs, minlength=DP_POINTS)
+                used = gw > 0
+                px, pw = gx[used] / gw[used], gw[used]
+            table = dp_table(px, pw, max(k, tables["kmax"]) if tables is not None else k)
+            if tables is not None:
+                tables["table"] = table
+        init = dp_centroids(table, k)
     if pin_zero:
         init = np.asarray(init, np.float64).copy()
         init[_nearest(np.sort(init), np.zeros(1))[0]] = 0.0
@@ -292,20 +326,22 @@ def _solve_scales(w: np.ndarray, v: np.ndarray, previous: np.ndarray, per_channe
     return np.where(ok, num / np.where(ok, den, 1.0), previous)
 
 
-def _fold_real(w: np.ndarray, gains: np.ndarray, k: int, pin_zero: bool, per_channel: bool):
+def _fold_real(w: np.ndarray, gains: np.ndarray, k: int, pin_zero: bool, per_channel: bool,
+               tables: dict | None = None):
     """Real phase: alternate 1-D clustering of w / g (weights g^2) and closed-form gains."""
     codebook = None
     best = None
     err_prev = math.inf
     for _ in range(MAX_ROUNDS):
         x = w / gains[:, None]
-        codebook = cluster_1d(x, (gains * gains)[:, None], k, pin_zero, init=codebook)
+        codebook = cluster_1d(x, (gains * gains)[:, None], k, pin_zero, init=codebook,
+                              tables=tables if codebook is None else None)
         u = codebook[_nearest(codebook, x)]
         gains = _solve_scales(w, u, gains, per_channel)
         err = float(np.sum((w - gains[:, None] * u) ** 2))
         if best is None or err < best[0]:
             best = (err, codebook, gains)
-        if err >= err_prev * (1 - 1e-9):
+        if err >= err_prev * (1 - CONVERGED):
             break
         err_prev = err
     return best[1], best[2]
@@ -326,7 +362,7 @@ def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: 
     for _ in range(MAX_ROUNDS):
         idx = _nearest(values, w / scales[:, None])
         err = float(np.sum((w - scales[:, None] * values[idx]) ** 2))
-        if best is not None and err >= best[3] * (1 - 1e-9):
+        if best is not None and err >= best[3] * (1 - CONVERGED):
             break
         best = (values, idx, scales, err)
         # exact integer optimum of each entry given assignment and scales
@@ -345,44 +381,73 @@ def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: 
     return values, scales
 
 
+def _best_ratio(v: np.ndarray, step: float, ref: np.ndarray, ref_tol: np.ndarray):
+    """The ratio rho that lines up the most of values `v` (rounding step `step`) with the sorted
+    reference values `ref` (each with its own tolerance); ties go to the smaller residual.
+    Returns (rho, hits)."""
+    rho = (v[:, None] / ref[None, :]).ravel()
+    rho = np.unique(rho[rho > 0])
+    if rho.size == 0:
+        return float(np.abs(v).max() / np.abs(ref).max()), 0
+    x = v[None, :] / rho[:, None]
+    j = _nearest(ref, x)
+    near = np.abs(x - ref[j])
+    hit = near <= (0.5 * step / rho[:, None] + ref_tol[j]) * 1.001
+    hits = hit.sum(axis=1)
+    best = np.lexsort((np.where(hit, near * near, 0).sum(axis=1), -hits))[0]
+    return float(rho[best]), int(hits[best])
+
+
 def recover_gains(w: np.ndarray, scales: np.ndarray) -> np.ndarray | None:
-    """Each channel's gain relative to a reference channel (the one with the most distinct
-    values), for layers whose channels are one codebook times a per-channel gain (batch-norm
-    folding). Channel c's gain is the ratio that lines up the most of its distinct values with
-    the reference's values, within the two channels' rounding; a channel need not use every
-    cluster, so its peak alone is not its gain. None when the channels are not clustered."""
+    """Each channel's gain, for layers whose channels are one codebook times a per-channel gain
+    (batch-norm folding). A channel need not use every cluster (a depthwise 3x3 channel has 9
+    weights), so its peak is not its gain: channels are aligned one after another (most
+    distinct values first) to the union of the values aligned so far, each at the ratio that
+    lines up the most of its values within rounding; a channel with fewer than two values
+    lining up waits until the union has grown. None when the channels are not clustered."""
     sets = [np.unique(row[row != 0]) for row in w]
     sizes = np.array([v.size for v in sets])
     if sizes.max(initial=0) == 0 or sizes.max() > CLUSTERED_MAX_VALUES:
         return None
-    ref = int(np.argmax(sizes))
-    r = sets[ref]
+    order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
     gains = np.ones(w.shape[0])
-    for c, v in enumerate(sets):
-        if c == ref or v.size == 0:
-            continue
-        rho = (v[:, None] / r[None, :]).ravel()
-        rho = np.unique(rho[rho > 0])
-        if rho.size == 0:
-            gains[c] = np.abs(v).max() / np.abs(r).max()
-            continue
-        x = v[None, :] / rho[:, None]
-        if r.size == 1:
-            near = np.abs(x - r[0])
-        else:
-            j = np.clip(np.searchsorted(r, x), 1, r.size - 1)
-            near = np.minimum(np.abs(x - r[j - 1]), np.abs(x - r[j]))
-        tol = (0.5 * scales[c] / rho[:, None] + 0.5 * scales[ref]) * 1.001
-        hit = near <= tol
-        order = np.lexsort((np.where(hit, near * near, 0).sum(axis=1), -hit.sum(axis=1)))
-        gains[c] = rho[order[0]]
+    union, union_tol = sets[order[0]].copy(), np.full(sizes[order[0]], 0.5 * scales[order[0]])
+    pending = order[1:]
+    for sweep in range(3):
+        waiting = []
+        for c in pending:
+            rho, hits = _best_ratio(sets[c], float(scales[c]), union, union_tol)
+            if hits < min(2, sets[c].size) and sweep < 2:
+                waiting.append(c)
+                continue
+            gains[c] = rho
+            vals = np.concatenate([union, sets[c] / rho])
+            tols = np.concatenate([union_tol, np.full(sets[c].size, 0.5 * scales[c] / rho)])
+            o = np.argsort(vals, kind="stable")
+            vals, tols = vals[o], tols[o]
+            # a value within rounding of the previous kept one is the same cluster
+            keep = np.ones(vals.size, bool)
+            last = 0
+            for i in range(1, vals.size):
+                if vals[i] - vals[last] <= max(tols[i], tols[last]):
+                    keep[i] = False
+                    if tols[i] < tols[last]:
+                        vals[last], tols[last] = vals[i], tols[i]
+                else:
+                    last = i
+            union, union_tol = vals[keep], tols[keep]
+        pending = waiting
+        if not pending:
+            break
     return gains
 
 
 def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarray | None = None,
-                 per_channel: bool | None = None) -> WeightFold:
+                 per_channel: bool | None = None, cache: dict | None = None) -> WeightFold:
     """Fold int8 weights `q` ([C, N], channel first) with quantization `scales` ([C], or [1]
-    per tensor) into an int8 codebook of at most `k` values shared by all C channels."""
+    per tensor) into an int8 codebook of at most `k` values shared by all C channels.
+    `cache` ({"kmax": K}) keeps what does not depend on k, for folding the same weights to
+    several k <= K."""
     q = np.asarray(q)
     c = q.shape[0]
     scales = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (c,)).copy()
@@ -404,13 +469,18 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
     peaks = np.abs(w).max(axis=1)
     hypotheses = [("layer-wide scale", np.ones(c))]
     if per_channel:
-        gains = recover_gains(w, scales)
-        if gains is None:  # not clustered: each channel's peak is the best guess of its gain
-            gains = np.where(peaks > 0, peaks, 1.0)
+        gains = cache.get("gains") if cache is not None else None
+        if gains is None:
+            gains = recover_gains(w, scales)
+            if gains is None:  # not clustered: each channel's peak is the best guess of its gain
+                gains = np.where(peaks > 0, peaks, 1.0)
+            if cache is not None:
+                cache["gains"] = gains
         hypotheses.append(("per-channel gain", gains))
     best = None
     for name, gains in hypotheses:
-        codebook, gains = _fold_real(w, gains, k, pin_zero, per_channel)
+        tables = cache.setdefault(name, {"kmax": cache["kmax"]}) if cache is not None else None
+        codebook, gains = _fold_real(w, gains, k, pin_zero, per_channel, tables)
         values, out = _fold_int(w, codebook, gains, pin_zero, per_channel)
         # scales as stored (float32), zero channels keep their old scale, then the final
         # assignment for exactly those scales
@@ -447,17 +517,18 @@ def _fold_to_bound(q, scales, zp, per_channel, max_error_db: float) -> tuple[Wei
     """Smallest K in 2..256 whose weight SQNR is at least `max_error_db`, by bisection (the
     SQNR grows with K; K = the number of distinct values is always lossless)."""
     hi = max(2, min(MAX_CLUSTERS, int(np.unique(q).size)))
-    best = fold_weights(q, scales, hi, zp, per_channel)
+    cache = {"kmax": hi}
+    best = fold_weights(q, scales, hi, zp, per_channel, cache)
     lo = 2
     while lo < hi:
         mid = (lo + hi) // 2
-        trial = fold_weights(q, scales, mid, zp, per_channel)
+        trial = fold_weights(q, scales, mid, zp, per_channel, cache)
         if trial.sqnr_db >= max_error_db:
             hi, best = mid, trial
         else:
             lo = mid + 1
     if best.codebook.size > hi:  # hi was never tried below the lossless fold
-        best = fold_weights(q, scales, hi, zp, per_channel)
+        best = fold_weights(q, scales, hi, zp, per_channel, cache)
     return best, f"--max-error {max_error_db:g} dB: smallest K meeting the bound is {hi}"
 
 
@@ -630,6 +701,7 @@ def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibratio
     x = model.tensors[model.inputs[0]]
     want = tuple(x.shape[1:]) if x.shape else ()
     data = np.asarray(data)
+    given = list(data.shape)
     described = f"model input '{x.name}' {x.dtype} {list(x.shape)}"
     if data.dtype not in (np.int8, np.float32, np.float64):
         raise UsageError(f"{source}: dtype {data.dtype} does not match {described} (give int8 "
@@ -637,7 +709,7 @@ def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibratio
     if data.ndim == len(want):
         data = data[None]
     if tuple(data.shape[1:]) != want or data.shape[0] == 0:
-        raise UsageError(f"{source}: shape {list(data.shape)} does not match {described} "
+        raise UsageError(f"{source}: shape {given} does not match {described} "
                          f"(expected [N, {', '.join(map(str, want))}])")
     if data.dtype == np.int8:
         return data
