@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, codegen
-from .boards import BoardSpec, load_board
+from .boards import BOARDS_DIR, BoardSpec, load_board
 from .errors import BuildError, UsageError
 from .tflite import Model, check_int8, read_model, serialize_model
 
@@ -60,6 +60,7 @@ class BuildResult:
     model_sha256: str
     folded_model_sha256: str
     board: str
+    board_file: str  # the board's name, or the path of a board file outside boards/
     board_description: str
     npu: str | None  # Vela accelerator config, None on CPU-only boards
     npu_path_executed: str  # where Vela's command stream has run: "nowhere" after a build
@@ -179,7 +180,7 @@ def _check_regions(board: BoardSpec, model_path: str, arena: int, model_data: in
     for r in needs.values():
         if r.needed > r.size:
             raise BuildError(f"does not fit board {board.name}: {' + '.join(r.what)} need "
-                             f"{_size(r.needed)} but region {r.name} at {r.address:#010x} holds "
+                             f"{_size(r.needed)} but region {r.region} at {r.address:#010x} holds "
                              f"{_size(r.size)}", model_path)
     return [needs[k] for k in sorted(needs, key=lambda n: board.region(n).address)]
 
@@ -198,6 +199,11 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     t0 = time.perf_counter()
     model = read_model(model_path)
     check_int8(model)
+    # The CPU plan runs the whole model (QEMU has no NPU): refuse what the runtime lacks now.
+    for op in model.operators:
+        reason = codegen.unsupported_reason(model, op)
+        if reason is not None:
+            raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
 
     say("folding weights into layer-shared codebooks")
     fr = fold_stage.fold_model(model, clusters=clusters, max_error_db=max_error_db)
@@ -250,6 +256,7 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     result = BuildResult(
         edgepack_version=__version__, model=str(model_path), model_sha256=model.sha256,
         folded_model_sha256=_sha256(folded_bytes), board=board.name,
+        board_file=board.name if board.path.parent == BOARDS_DIR else str(board.path),
         board_description=board.description,
         npu=board.npu.accelerator if board.npu else None,
         npu_path_executed=("nowhere yet: no FVP ran it; `edgepack run --sim npu-model` executes "

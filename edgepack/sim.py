@@ -212,9 +212,9 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
                 sanitize: bool = False, progress=None) -> list[RunResult]:
     """Build and run the project in `project` on each simulator `sim` selects."""
     say = progress or (lambda step: None)
-    project = Path(project)
     info = load_build_json(project)
-    board = load_board(info["board"])
+    project = Path(project).resolve()
+    board = load_board(info.get("board_file", info["board"]))
     results = []
     for s in choose_sims(board, sim):
         if s == "npu-model":
