@@ -307,6 +307,9 @@ def _cmd_run(args) -> int:
     finally:
         progress.stop()
     ok = bool(results) and all(r.passed for r in results)
+    from .report import record_runs  # measured memory and per-layer counts into the report
+
+    record_runs(args.dir, results)
     if args.json:
         _print_json({"dir": args.dir, "passed": ok, "runs": [r.as_dict() for r in results]})
     else:

@@ -99,6 +99,8 @@ class Report:
     arena: dict  # size, naive_size (every tensor its own place), scratch
     layers: list[LayerRow]
     notes: list[str] = field(default_factory=list)
+    memory_source: str = "build"  # "build": placed by the build, before linking; else the map file
+    runs: list[dict] = field(default_factory=list)  # `edgepack run` results (record_runs)
 
     @property
     def layer_counts(self) -> dict:
@@ -372,6 +374,36 @@ def load_report(directory) -> Report:
         raise UsageError(f"not a readable edgepack report ({err})", str(p)) from None
 
 
+RUN_FIELDS = ("sim", "where", "passed", "result_line", "counter", "layers", "total",
+              "instructions", "failure")
+
+
+def record_runs(directory, runs) -> Report | None:
+    """Add `edgepack run` results to DIR's report and re-render it: what ran where, pass or
+    fail, per-layer counts, and memory per region from the linker's map file (which replaces
+    the build's pre-link figures). `runs`: `sim.RunResult`s or their dicts. A project without
+    report.json (built before reports existed) is left alone."""
+    d = Path(directory)
+    if not (d / REPORT_JSON).is_file():
+        return None
+    report = load_report(d)
+    entries = [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in runs]
+    report.runs = [{k: e.get(k) for k in RUN_FIELDS} for e in entries]
+    linked = next((e for e in entries if e.get("memory")), None)
+    if linked is not None:
+        by_name = {m["region"]: m for m in linked["memory"]}
+        for region in report.memory:
+            m = by_name.get(region.name)
+            if m is not None:
+                region.parts = {k: int(v) for k, v in m["sections"].items() if v}
+        report.memory_source = f"map file of the {linked['sim']} firmware build"
+        report.problems = [f"{r.name}: {r.used:,} bytes linked, {r.size:,} available"
+                           for r in report.memory if not r.fits]
+        report.fits = not report.problems
+    write_report(report, d)
+    return report
+
+
 # --- presentation --------------------------------------------------------------------------
 
 def human_bytes(n) -> str:
@@ -413,7 +445,11 @@ def _region_bars(report: Report, width: float) -> list[dict]:
                          "w": round(max(w, 2.0) if n else 0, 1), "cls": f"seg{i % 4}",
                          "text": human_bytes(n)})
             x += max(w, 2.0) if n else 0
-        out.append({"name": r.name, "address": f"0x{r.address:08x}", "size": r.size,
+        biggest = sorted(r.parts.items(), key=lambda kv: -kv[1])
+        label = " · ".join(f"{k} {human_bytes(v)}" for k, v in biggest[:3])
+        if len(biggest) > 3:
+            label += f" · {len(biggest) - 3} more"
+        out.append({"label": label, "name": r.name, "address": f"0x{r.address:08x}", "size": r.size,
                     "size_text": human_bytes(r.size), "used": r.used,
                     "used_text": human_bytes(r.used), "fits": r.fits,
                     "pct": f"{100 * r.used / r.size:.2f} %" if r.size else "–",
@@ -455,7 +491,16 @@ def render_html(report: Report) -> str:
             v = report.npu_cycles[key]
             cycle_bars.append({"label": label, "value": v, "kind": kind,
                                "w": round(max(360 * v / top, 1.5), 1), "text": f"{v:,}"})
-    return env.get_template("report.html.j2").render(
+    runs = []
+    for run in report.runs:
+        layers = run.get("layers") or []
+        top = max([int(x["count"]) for x in layers] + [1])
+        total = sum(int(x["count"]) for x in layers) or 1
+        runs.append({**run, "bars": [
+            {"label": f"#{x['index']} {x['opcode']}", "count": int(x["count"]),
+             "w": round(max(560 * int(x["count"]) / top, 1.5), 1),
+             "share": f"{100 * int(x['count']) / total:.1f} %"} for x in layers]})
+    return env.get_template("report.html.j2").render(runs=runs,
         r=report, counts=report.layer_counts, min_sqnr=report.min_sqnr_db,
         regions=_region_bars(report, 520), weight_bars=weight_bars, cycle_bars=cycle_bars,
         layer_bars=_layer_bars(report, 300), pct=_pct,

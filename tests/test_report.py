@@ -207,3 +207,24 @@ def test_report_opens_in_chromium_and_shows_the_table(builds, tmp_path, board):
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     assert _png_size(shot) == (1280, 1700)
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few KiB
+
+
+def test_run_adds_measured_memory_and_layer_counts(builds, tmp_path, capsys):
+    """`edgepack run` (here: the real firmware under QEMU) records what it measured."""
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm / gcc-arm-none-eabi not installed (.ci/setup installs them)")
+    d = tmp_path / "fw"
+    shutil.copytree(builds["mps3-an547"], d)
+    assert main(["run", str(d), "--sim", "qemu"]) == 0
+    capsys.readouterr()
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["memory_source"].startswith("map file")
+    (run,) = rep["runs"]
+    assert run["sim"] == "qemu" and run["passed"] is True and "PASS" in run["result_line"]
+    assert [x["index"] for x in run["layers"]] == [l["index"] for l in rep["layers"]]
+    assert all(x["count"] > 0 for x in run["layers"])
+    regions = {r["name"]: r for r in rep["memory"]}
+    assert regions["ITCM"]["parts"][".text"] > 1000  # code now shows where the board puts it
+    assert regions["DDR"]["used"] >= rep["weights"]["packed"]
+    html = (d / "report.html").read_text()
+    assert "Measured: CPU path under QEMU" in html and "PASS" in html
