@@ -92,3 +92,13 @@ def test_cpu_operators_need_a_runner():
 def test_raw_input_shape_mismatch():
     with pytest.raises(ModelError, match="does not fit"):
         run_vela_raw(compile_vela(MODEL, "ethos-u55-128", "raw"), [np.zeros((3, 5), np.int8)])
+
+
+def test_readme_lists_every_rule_with_its_evidence():
+    from pathlib import Path
+
+    from edgepack.npu import RULES
+
+    text = (Path(__file__).parent.parent / "edgepack" / "npu" / "README.md").read_text()
+    for r in RULES.values():
+        assert f"**{r.name}**: {r.statement}" in text and r.evidence in text, r.name

@@ -267,7 +267,7 @@ class NpuMachine:
         oh, ow, oc = self.ofm_shape()
         ic = oc if depthwise else self.p("NPU_SET_IFM_DEPTH_M1") + 1
         zp = _s16(self.p("NPU_SET_IFM_ZERO_POINT"))
-        if self.f("NPU_SET_IFM_PRECISION", "precision") == 9:
+        if self.f("NPU_SET_IFM_PRECISION", "precision") == 9:  # rules.IFM_PRECISION_32_NO_ZERO_POINT
             zp = 0
         padded, _valid, geom = self._padded_ifm(ic, lambda: zp)
         sy, sx, dy, dx, kh, kw = geom
@@ -299,7 +299,7 @@ class NpuMachine:
     def pool(self, mode: int):
         oh, ow, oc = self.ofm_shape()
         zp = _s16(self.p("NPU_SET_IFM_ZERO_POINT"))
-        if self.f("NPU_SET_IFM_PRECISION", "precision") == 9:
+        if self.f("NPU_SET_IFM_PRECISION", "precision") == 9:  # rules.IFM_PRECISION_32_NO_ZERO_POINT
             zp = 0
         scale, shift = self.d("NPU_SET_OFM_SCALE", 1), self.f("NPU_SET_OFM_SCALE", "shift")
         if mode == 2:  # REDUCE_SUM over depth (rules.REDUCE_SUM_OVER_DEPTH)
@@ -380,7 +380,7 @@ class NpuMachine:
             c2 = 1 if bf["broadcast_depth"] else oc
             b = self.read_fm("IFM2", h2, w2, c2) - zpb
         b = np.broadcast_to(b, a.shape)
-        if bf["operand_order"]:
+        if bf["operand_order"]:  # rules.OPERAND_ORDER
             a, b = b, a
         if op in ("ADD", "SUB"):
             smode = self.f("NPU_SET_IFM_PRECISION", "scale_mode")

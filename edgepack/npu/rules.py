@@ -81,7 +81,8 @@ TFL_ROUNDING = rule(
     "round half away from zero over the remaining shift-31 bits (RoundingDivideByPOT). NATURAL: half up. "
     "TRUNCATE: toward zero.",
     "ethosu/vela/scaling.py quantise_scale (shift = 31 - TFLite exponent); regor round_mode::DBL used for TFLite ops.",
-    _BITEXACT,
+    _BITEXACT + " (DBL on CONV/FC/elementwise; NATURAL on average pooling and the softmax SHR). TRUNCATE is NOT "
+    "exercised by any test: no int8 path of Vela 5.2 seen here emits it.",
 )
 
 CLAMP_BEFORE_LUT = rule(
@@ -96,12 +97,13 @@ CLAMP_BEFORE_LUT = rule(
 
 LUT_IN_SHRAM = rule(
     "LUT_IN_SHRAM",
-    "Lookup tables are DMA'd into SHRAM (DMA region with the 'internal' bit set); ACTIVATION TABLE_n reads table n at "
-    "SHRAM byte lutStart*bank_size + n*256, where lutStart is the AB_START-independent LUT bank: the model takes the "
-    "table from the SHRAM address that the most recent DMA with an internal destination wrote for slot n.",
-    "regor ethos_u55_register_cs_generator.cpp GenerateActivation (lutStart, lutSlotSize) and InsertLUTDMACommand; "
-    "ethosu/vela/architecture_features.py shram_lut_address / shram_lut_slot_size = 256.",
-    _BITEXACT,
+    "Lookup tables are DMA'd into SHRAM (a DMA region with the 'internal' bit set addresses SHRAM). The LUT area is "
+    "the last 2 KiB of SHRAM (SHRAM size from the driver payload's config word); ACTIVATION TABLE_n reads 256-byte "
+    "slot n of it; entries are 1 byte (int8 OFM) or 4 bytes (int32 OFM) wide.",
+    "ethosu/vela/architecture_features.py shram_lut_address = bank_size * available_shram_banks(True), "
+    "shram_lut_size 2048, shram_lut_slot_size 256; regor GenerateActivation (lutStart + tableIndex * lutSlotSize).",
+    _BITEXACT + " (softmax: DMA to SHRAM 0x5800 = 24 KiB - 2 KiB on U55-128); TANH/LOGISTIC/HARD_SWISH/LEAKY_RELU "
+    "single-op models (int8 tables on an AVERAGE_POOL no-op)",
 )
 
 ELEMENTWISE_16BIT_SCALE = rule(
@@ -119,7 +121,17 @@ ADVANCED_ADD_SUB = rule(
     "(OFM round mode) by OPA_SHIFT + 20, the other operand is (x - zp) << 19 (OPB_SCALE ignored); then output scaling.",
     "ethosu/vela/scaling.py advanced_elementwise_add_sub_scale (input_shift 20: the larger input's rescale is exactly "
     "2^19, the smaller's multiplier has 2^20 folded in); regor GenerateScalingForElementwise.",
-    _SINGLE + " (ADD with different input scales)",
+    _SINGLE + " (ADD/SUB with different and with equal input scales: both OPA_32 and OPB_32 occur)",
+)
+
+OPERAND_ORDER = rule(
+    "OPERAND_ORDER",
+    "IFM2_BROADCAST.operand_order = 1 makes IFM2 the first operand (A) and IFM the second (B); OPA/OPB scale modes "
+    "refer to A/B after this swap. broadcast_scalar takes IFM2 from IFM2_SCALAR (16-bit, sign-extended for signed "
+    "IFM2 precision); broadcast_h/w/c repeat a size-1 IFM2 dimension.",
+    "regor ethos_u55_register_cs_generator.cpp GenerateElementwiseOp (reversedOperands -> ORDER_A, ifm0Index) and "
+    "GenerateIFM2Broadcast; GenerateScalingForElementwise (OPA_32 iff the scaled input is op->ifm[0]).",
+    _SINGLE + " (SUB with a broadcast first operand, SUB with a constant scalar first, ADD with a constant scalar)",
 )
 
 MUL_32BIT_SHIFT_ONLY = rule(
@@ -141,10 +153,15 @@ SHR_ROUND_FROM_OFM = rule(
 
 UNSCALED_ELEMENTWISE = rule(
     "UNSCALED_ELEMENTWISE",
-    "MIN, MAX, SHL, SHR, CLZ do not use OPA/OPB scales (Vela does not write those registers for them, so they hold "
-    "stale values); MIN/MAX/ABS/LRELU apply the OFM scale to (x - zp).",
-    "regor GenerateScalingForElementwise emits OPA/OPB only for ADD/SUB.",
-    _BITEXACT,
+    "Only ADD/SUB use OPA/OPB scales (Vela writes them for no other operation, so they hold stale values). An "
+    "elementwise operation whose OFM_PRECISION selects per-channel scaling (Vela: MIN, MAX, SHL, SHR, CLZ) is not "
+    "output-scaled at all (elementwise operations have no scale stream); with global scaling (ADD, SUB, MUL, ABS, "
+    "LRELU) OFM_SCALE applies to the result computed from (x - zero point). LRELU multiplies only negative values "
+    "by OFM_SCALE (alpha).",
+    "regor GenerateElementwiseOp (useGlobalScale only for Add/Sub/Mul/LeakyRelu/Abs) and "
+    "GenerateScalingForElementwise (LeakyRelu: ofmScale = alpha).",
+    _SINGLE + " (MAXIMUM, MINIMUM, ABS) and " + _BITEXACT + " (CLZ, SHL, SHR). LRELU is NOT exercised: Vela 5.2 "
+    "lowers int8 LEAKY_RELU to a lookup table.",
 )
 
 AVGPOOL_HW_DIVIDE = rule(
@@ -161,6 +178,14 @@ REDUCE_SUM_OVER_DEPTH = rule(
     "POOL mode REDUCE_SUM sums (x - zp) over the IFM channels within the kernel window and writes one OFM channel.",
     "regor compiler/softmax.cpp (ReduceSum over the class axis, OFM depth 1).",
     _BITEXACT + " (softmax)",
+)
+
+IFM_PRECISION_32_NO_ZERO_POINT = rule(
+    "IFM_PRECISION_32_NO_ZERO_POINT",
+    "For an int32 IFM (precision S32) the IFM zero point is not applied.",
+    "regor softmax.cpp / Vela MEAN lowering build int32 intermediates with zero point 0 (noScaleQuantZp0); the register "
+    "may hold a stale value.",
+    _BITEXACT + "; MEAN single-op model (DEPTHWISE sum, then int32 MUL)",
 )
 
 ACC_BIAS_40BIT = rule(
