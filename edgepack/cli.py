@@ -120,7 +120,8 @@ def _cmd_fold(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    err_console = Console(stderr=True)
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("folding", total=None)
 
         def progress(done: int, total: int, name: str) -> None:
