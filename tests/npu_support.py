@@ -49,8 +49,9 @@ def _compile(model_bytes: bytes, accel: str, fmt: str, verbose: bool) -> tuple[P
 
 
 def compile_vela(model, accel: str = "ethos-u55-128", fmt: str = "tflite") -> Path:
-    """Vela output (`m_vela.tflite` or, fmt='raw', `m_vela.npz`) for a model path or bytes."""
-    return _compile(_bytes(model), accel, fmt, False)[0]
+    """Vela output (`m_vela.tflite` or, fmt='raw', `m_vela.npz`) for a model path or bytes.
+    Raw compilations also record the register printout, so one Vela run serves both uses."""
+    return _compile(_bytes(model), accel, fmt, fmt == "raw")[0]
 
 
 def vela_printout(model, accel: str) -> str:
