@@ -311,7 +311,9 @@ class Runtime:
         p = DepthwiseParams(shape4(x.shape), shape4(filter_shape), shape4(out_shape), depth_multiplier, stride[0],
                             stride[1], dilation[0], dilation[1], pad[0], pad[1], input_offset, output_offset, act[0],
                             act[1], rq, w.struct(), _ptr(b))
-        return self._call("ep_depthwise_conv2d_s8", p, [x], int(np.prod(out_shape)), 0).reshape(out_shape)
+        n = self.lib.ep_depthwise_conv2d_s8_get_buffer_size(C.byref(p))
+        assert n >= 0, "invalid depthwise params"
+        return self._call("ep_depthwise_conv2d_s8", p, [x], int(np.prod(out_shape)), n).reshape(out_shape)
 
     def fully_connected(self, x, w: Weights, bias, mult, shift, *, batches, input_depth, output_depth,
                         input_offset=0, weights_offset=0, output_offset=0, act=(-128, 127)):

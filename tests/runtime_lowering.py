@@ -89,6 +89,11 @@ class Lowered:
         return out.copy().reshape(self.out_shape)
 
 
+def scratch_bytes(wf: H.Weights, row_len: int) -> int:
+    """Caller scratch of CONV_2D / FULLY_CONNECTED: palette table (1 KiB) + int16 row + pad."""
+    return (1024 if wf.form else 0) + ((row_len + 1) * 2 + 3) // 4 * 4
+
+
 def _act(opts, t_out):
     s, zp, _ = qparams(t_out)
     return activation_range(int(opts.fusedActivationFunction), float(s[0]), int(zp[0]))
@@ -127,7 +132,7 @@ def lower(model: tfl.ModelT, op_index: int, form: str = "dense", rt: H.Runtime |
             batches = int(np.prod(in_shape)) // din
             p = H.FCParams(batches, din, w.shape[0], -int(zp_in[0]), -int(zp_w[0]), int(zp_out[0]), lo, hi, rq,
                            wf.struct(), bptr)
-            lw = Lowered("fully_connected", p, in_shape, out_shape, din * 2 + 4, wf.nbytes, keep)
+            lw = Lowered("fully_connected", p, in_shape, out_shape, scratch_bytes(wf, din), wf.nbytes, keep)
         else:
             kh, kw = w.shape[1], w.shape[2]
             sh, sw, dh, dw = opts.strideH, opts.strideW, opts.dilationHFactor, opts.dilationWFactor
@@ -138,11 +143,12 @@ def lower(model: tfl.ModelT, op_index: int, form: str = "dense", rt: H.Runtime |
             if code == OP.CONV_2D:
                 p = H.Conv2DParams(*common, sh, sw, dh, dw, pad[0], pad[1], -int(zp_in[0]), int(zp_out[0]), lo, hi,
                                    rq, wf.struct(), bptr)
-                lw = Lowered("conv2d", p, in_shape, out_shape, int(np.prod(w.shape[1:])) * 2 + 4, wf.nbytes, keep)
+                lw = Lowered("conv2d", p, in_shape, out_shape, scratch_bytes(wf, int(np.prod(w.shape[1:]))),
+                             wf.nbytes, keep)
             else:
                 p = H.DepthwiseParams(*common, opts.depthMultiplier, sh, sw, dh, dw, pad[0], pad[1], -int(zp_in[0]),
                                       int(zp_out[0]), lo, hi, rq, wf.struct(), bptr)
-                lw = Lowered("depthwise_conv2d", p, in_shape, out_shape, 0, wf.nbytes, keep)
+                lw = Lowered("depthwise_conv2d", p, in_shape, out_shape, 1024 if wf.form else 0, wf.nbytes, keep)
         return lw
     if code in (OP.MAX_POOL_2D, OP.AVERAGE_POOL_2D):
         fh, fw, sh, sw = opts.filterHeight, opts.filterWidth, opts.strideH, opts.strideW

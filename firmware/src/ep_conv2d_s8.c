@@ -25,17 +25,24 @@ static ep_status conv_check(const ep_conv2d_params *p, int64_t *patch_len)
     return EP_OK;
 }
 
+/* Scratch: [palette table][int16 patch of len + 1 (a zero pad for pair reads)]. */
+static int64_t conv_scratch(const ep_conv2d_params *p, int64_t len)
+{
+    return (p->weights.form == EP_WEIGHTS_PALETTE ? EP_PALETTE_TABLE_BYTES : 0) + (((len + 1) * 2 + 3) & ~(int64_t)3);
+}
+
 int32_t ep_conv2d_s8_get_buffer_size(const ep_conv2d_params *p)
 {
     int64_t len;
     if (conv_check(p, &len) != EP_OK) return -1;
-    return (int32_t)(((len * 2) + 3) & ~(int64_t)3);
+    return (int32_t)conv_scratch(p, len);
 }
 
 ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *output, void *scratch,
                        int32_t scratch_bytes)
 {
-    int32_t lut[256];
+    uint32_t *table = NULL;
+    int pair_mode = 0;
     int64_t patch_len64;
     int64_t stride64;
     int32_t patch_len;
@@ -49,12 +56,19 @@ ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *o
     st = conv_check(p, &patch_len64);
     if (st != EP_OK) return st;
     if (input == NULL || output == NULL || scratch == NULL) return EP_ERR_ARG;
-    if ((((uintptr_t)scratch) & 1u) != 0) return EP_ERR_ARG;
-    if ((int64_t)scratch_bytes < patch_len64 * 2) return EP_ERR_BUFFER;
-    st = ep_weights_prepare(&p->weights, p->filter.n, patch_len64, lut, &stride64);
+    if ((((uintptr_t)scratch) & 3u) != 0) return EP_ERR_ARG;
+    st = ep_weights_prepare(&p->weights, p->filter.n, patch_len64, &stride64);
     if (st != EP_OK) return st;
+    if ((int64_t)scratch_bytes < conv_scratch(p, patch_len64)) return EP_ERR_BUFFER;
     patch_len = (int32_t)patch_len64;
     patch = (int16_t *)scratch;
+    if (p->weights.form == EP_WEIGHTS_PALETTE) {
+        const int64_t macs = (int64_t)p->output.n * p->output.h * p->output.w * p->output.c * patch_len64;
+        table = (uint32_t *)scratch;
+        patch = (int16_t *)((uint8_t *)scratch + EP_PALETTE_TABLE_BYTES);
+        pair_mode = ep_palette_table(&p->weights, macs, table);
+    }
+    patch[patch_len] = 0;
 
     for (b = 0; b < p->output.n; ++b) {
         for (oy = 0; oy < p->output.h; ++oy) {
@@ -87,7 +101,10 @@ ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *o
                 } else {
                     const uint8_t *row = (const uint8_t *)p->weights.data;
                     for (oc = 0; oc < p->output.c; ++oc, row += stride64) {
-                        int32_t acc = ep_dot_palette(row, p->weights.bits, lut, patch, patch_len);
+                        int32_t acc = pair_mode
+                                          ? ep_dot_palette_pair(row, p->weights.bits, table, patch, patch_len)
+                                          : ep_dot_palette_lut(row, p->weights.bits, (const int32_t *)table, patch,
+                                                               patch_len);
                         if (p->bias) acc += p->bias[oc];
                         out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
                     }

@@ -22,26 +22,32 @@ static ep_status dw_check(const ep_depthwise_conv2d_params *p)
     return EP_OK;
 }
 
+/* Scratch: the palette lookup table (palette weights only). */
 int32_t ep_depthwise_conv2d_s8_get_buffer_size(const ep_depthwise_conv2d_params *p)
 {
-    return dw_check(p) == EP_OK ? 0 : -1;
+    if (dw_check(p) != EP_OK) return -1;
+    return p->weights.form == EP_WEIGHTS_PALETTE ? EP_PALETTE_TABLE_BYTES : 0;
 }
 
 ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8_t *input, int8_t *output,
                                  void *scratch, int32_t scratch_bytes)
 {
-    int32_t lut[256];
+    const int32_t *lut = NULL;
     int64_t stride64;
     int32_t b, oy, ox, ic, m, ky, kx;
     ep_status st;
-    (void)scratch;
-    (void)scratch_bytes;
 
     st = dw_check(p);
     if (st != EP_OK) return st;
     if (input == NULL || output == NULL) return EP_ERR_ARG;
-    st = ep_weights_prepare(&p->weights, 1, (int64_t)p->filter.h * p->filter.w * p->filter.c, lut, &stride64);
+    st = ep_weights_prepare(&p->weights, 1, (int64_t)p->filter.h * p->filter.w * p->filter.c, &stride64);
     if (st != EP_OK) return st;
+    if (p->weights.form == EP_WEIGHTS_PALETTE) {
+        if (scratch == NULL || (((uintptr_t)scratch) & 3u) != 0) return EP_ERR_ARG;
+        if (scratch_bytes < EP_PALETTE_TABLE_BYTES) return EP_ERR_BUFFER;
+        (void)ep_palette_table(&p->weights, 0, (uint32_t *)scratch); /* int32 lookup mode */
+        lut = (const int32_t *)scratch;
+    }
 
     for (b = 0; b < p->output.n; ++b) {
         for (oy = 0; oy < p->output.h; ++oy) {

@@ -15,27 +15,42 @@ static ep_status fc_check(const ep_fully_connected_params *p)
     return EP_OK;
 }
 
+/* Scratch: [palette table][int16 input row of input_depth + 1 (a zero pad for pair reads)]. */
+static int64_t fc_scratch(const ep_fully_connected_params *p)
+{
+    return (p->weights.form == EP_WEIGHTS_PALETTE ? EP_PALETTE_TABLE_BYTES : 0) +
+           ((((int64_t)p->input_depth + 1) * 2 + 3) & ~(int64_t)3);
+}
+
 int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p)
 {
     if (fc_check(p) != EP_OK) return -1;
-    return (p->input_depth * 2 + 3) & ~3;
+    return (int32_t)fc_scratch(p);
 }
 
 ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t *input, int8_t *output,
                                 void *scratch, int32_t scratch_bytes)
 {
-    int32_t lut[256];
+    uint32_t *table = NULL;
+    int pair_mode = 0;
     int64_t stride64;
     int32_t b, i, oc;
     int16_t *xrow;
     ep_status st = fc_check(p);
     if (st != EP_OK) return st;
     if (input == NULL || output == NULL || scratch == NULL) return EP_ERR_ARG;
-    if ((((uintptr_t)scratch) & 1u) != 0) return EP_ERR_ARG;
-    if ((int64_t)scratch_bytes < (int64_t)p->input_depth * 2) return EP_ERR_BUFFER;
-    st = ep_weights_prepare(&p->weights, p->output_depth, p->input_depth, lut, &stride64);
+    if ((((uintptr_t)scratch) & 3u) != 0) return EP_ERR_ARG;
+    st = ep_weights_prepare(&p->weights, p->output_depth, p->input_depth, &stride64);
     if (st != EP_OK) return st;
+    if ((int64_t)scratch_bytes < fc_scratch(p)) return EP_ERR_BUFFER;
     xrow = (int16_t *)scratch;
+    if (p->weights.form == EP_WEIGHTS_PALETTE) {
+        const int64_t macs = (int64_t)p->batches * p->output_depth * p->input_depth;
+        table = (uint32_t *)scratch;
+        xrow = (int16_t *)((uint8_t *)scratch + EP_PALETTE_TABLE_BYTES);
+        pair_mode = ep_palette_table(&p->weights, macs, table);
+    }
+    xrow[p->input_depth] = 0;
 
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (int64_t)b * p->input_depth;
@@ -57,7 +72,10 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
         } else {
             const uint8_t *row = (const uint8_t *)p->weights.data;
             for (oc = 0; oc < p->output_depth; ++oc, row += stride64) {
-                int32_t acc = ep_dot_palette(row, p->weights.bits, lut, xrow, p->input_depth) + sum_x;
+                int32_t acc = (pair_mode ? ep_dot_palette_pair(row, p->weights.bits, table, xrow, p->input_depth)
+                                         : ep_dot_palette_lut(row, p->weights.bits, (const int32_t *)table, xrow,
+                                                              p->input_depth)) +
+                              sum_x;
                 if (p->bias) acc += p->bias[oc];
                 out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
             }

@@ -55,12 +55,10 @@ static inline int64_t ep_row_stride(int64_t row_len, int32_t bits)
 }
 
 /*
- * Validate a weight tensor of `rows` rows of `row_len` elements and, for the palette form,
- * build a 256-entry lookup table (codebook values, 0 beyond K) so that any index value is
- * in bounds. Returns EP_OK or an error status.
+ * Validate a weight tensor of `rows` rows of `row_len` elements (dense or palette) against its
+ * byte count; *stride = bytes between rows. Returns EP_OK or an error status.
  */
-static inline ep_status ep_weights_prepare(const ep_weights *w, int64_t rows, int64_t row_len, int32_t *lut,
-                                           int64_t *stride)
+static inline ep_status ep_weights_prepare(const ep_weights *w, int64_t rows, int64_t row_len, int64_t *stride)
 {
     if (w->data == NULL) return EP_ERR_ARG;
     if (w->form == EP_WEIGHTS_DENSE) {
@@ -70,18 +68,19 @@ static inline ep_status ep_weights_prepare(const ep_weights *w, int64_t rows, in
         return EP_OK;
     }
     if (w->form == EP_WEIGHTS_PALETTE) {
-        int32_t k;
         int64_t total;
         if (w->bits < 1 || w->bits > 8) return EP_ERR_ARG;
         if (w->num_codes < 1 || w->num_codes > 256 || w->codebook == NULL) return EP_ERR_ARG;
         *stride = ep_row_stride(row_len, w->bits);
         total = ep_prod(rows, *stride);
         if (total < 0 || w->data_bytes < total) return EP_ERR_BUFFER;
-        for (k = 0; k < 256; ++k) lut[k] = k < w->num_codes ? (int32_t)w->codebook[k] : 0;
         return EP_OK;
     }
     return EP_ERR_ARG;
 }
+
+/* Bytes of the palette decode table kept in the caller's scratch. */
+#define EP_PALETTE_TABLE_BYTES 1024
 
 /* Little-endian 32-bit load (one LDR on little-endian targets with GCC -O2). */
 static inline uint32_t ep_load_u32le(const uint8_t *p)
@@ -100,118 +99,40 @@ static inline uint32_t ep_palette_index(const uint8_t *row, int32_t bits, int32_
     return v & ((1u << bits) - 1u);
 }
 
-/* sum_i w[i] * x[i] for dense int8 weights and an int16 row (input offset already added). */
-static inline int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n)
+/* Codebook value of index k (0 beyond K: any index value stays in bounds). */
+static inline int32_t ep_code(const ep_weights *w, int32_t k)
 {
-    int32_t acc = 0;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        acc += w[i] * x[i];
-        acc += w[i + 1] * x[i + 1];
-        acc += w[i + 2] * x[i + 2];
-        acc += w[i + 3] * x[i + 3];
-    }
-    for (; i < n; ++i) acc += w[i] * x[i];
-    return acc;
+    return k < w->num_codes ? (int32_t)w->codebook[k] : 0;
 }
 
 /*
- * sum_i lut[idx_i] * x[i] over a packed palette row that starts on a word boundary.
- * Specialised for 8, 4, 2 and 1 bits with one 32-bit word load per 4, 8, 16 or 32
- * indices; other widths use a generic bit reader.
+ * Build the decode table for palette weights in `table` (EP_PALETTE_TABLE_BYTES, 4-aligned).
+ * Pair mode (returns 1, for 1-, 2- and 4-bit indices when the call does at least
+ * 8 * 2^(2b) multiply-accumulates): table[i0 | i1 << b] holds the codebook values of two
+ * adjacent indices as int16 halves, for ep_dot_palette_pair. Otherwise (returns 0)
+ * table[k] = codebook value as int32, for ep_dot_palette_lut.
  */
-static inline int32_t ep_dot_palette(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x,
-                                     int32_t n)
+static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *table)
 {
-    int32_t acc = 0;
-    int32_t i = 0;
-    switch (bits) {
-    case 8:
-        for (; i + 4 <= n; i += 4, row += 4) {
-            const uint32_t wd = ep_load_u32le(row);
-            acc += lut[wd & 0xFFu] * x[i];
-            acc += lut[(wd >> 8) & 0xFFu] * x[i + 1];
-            acc += lut[(wd >> 16) & 0xFFu] * x[i + 2];
-            acc += lut[wd >> 24] * x[i + 3];
+    const int32_t b = w->bits;
+    const int32_t codes = (int32_t)1 << b;
+    int32_t k;
+    if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)8 << (2 * b))) {
+        int32_t hi;
+        for (hi = 0; hi < codes; ++hi) {
+            const uint32_t vh = (uint32_t)(uint16_t)(int16_t)ep_code(w, hi) << 16;
+            for (k = 0; k < codes; ++k) table[(hi << b) | k] = vh | (uint16_t)(int16_t)ep_code(w, k);
         }
-        for (; i < n; ++i) acc += lut[*row++] * x[i];
-        return acc;
-    case 4:
-        for (; i + 8 <= n; i += 8, row += 4) {
-            const uint32_t wd = ep_load_u32le(row);
-            acc += lut[wd & 0xFu] * x[i];
-            acc += lut[(wd >> 4) & 0xFu] * x[i + 1];
-            acc += lut[(wd >> 8) & 0xFu] * x[i + 2];
-            acc += lut[(wd >> 12) & 0xFu] * x[i + 3];
-            acc += lut[(wd >> 16) & 0xFu] * x[i + 4];
-            acc += lut[(wd >> 20) & 0xFu] * x[i + 5];
-            acc += lut[(wd >> 24) & 0xFu] * x[i + 6];
-            acc += lut[wd >> 28] * x[i + 7];
-        }
-        if (i < n) {
-            uint32_t wd = ep_load_u32le(row);
-            for (; i < n; ++i, wd >>= 4) acc += lut[wd & 0xFu] * x[i];
-        }
-        return acc;
-    case 2:
-        for (; i + 16 <= n; i += 16, row += 4) {
-            const uint32_t wd = ep_load_u32le(row);
-            int32_t j;
-            for (j = 0; j < 16; ++j) acc += lut[(wd >> (2 * j)) & 3u] * x[i + j];
-        }
-        if (i < n) {
-            uint32_t wd = ep_load_u32le(row);
-            for (; i < n; ++i, wd >>= 2) acc += lut[wd & 3u] * x[i];
-        }
-        return acc;
-    case 1: {
-        /* w = lut[0] + bit * (lut[1] - lut[0]) */
-        const int32_t base = lut[0];
-        const int32_t delta = lut[1] - lut[0];
-        int32_t sum_x = 0;
-        int32_t sum_sel = 0;
-        for (; i + 32 <= n; i += 32, row += 4) {
-            const uint32_t wd = ep_load_u32le(row);
-            int32_t j;
-            for (j = 0; j < 32; ++j) {
-                const int32_t xv = x[i + j];
-                sum_x += xv;
-                sum_sel += ((wd >> j) & 1u) ? xv : 0;
-            }
-        }
-        if (i < n) {
-            uint32_t wd = ep_load_u32le(row);
-            for (; i < n; ++i, wd >>= 1) {
-                sum_x += x[i];
-                sum_sel += (wd & 1u) ? x[i] : 0;
-            }
-        }
-        return base * sum_x + delta * sum_sel;
+        return 1;
     }
-    default: {
-        /* Generic: keep a 32-bit window over the row, refilled word by word. */
-        const uint32_t mask = (1u << bits) - 1u;
-        uint32_t cur = 0;
-        int32_t have = 0; /* valid bits in cur */
-        for (; i < n; ++i) {
-            uint32_t v;
-            if (have >= bits) {
-                v = cur & mask;
-                cur >>= bits;
-                have -= bits;
-            } else {
-                const uint32_t next = ep_load_u32le(row);
-                row += 4;
-                v = (cur | (next << have)) & mask;
-                cur = (bits - have) >= 32 ? 0u : next >> (bits - have);
-                have = 32 - (bits - have);
-            }
-            acc += lut[v] * x[i];
-        }
-        return acc;
-    }
-    }
+    for (k = 0; k < codes; ++k) table[k] = (uint32_t)ep_code(w, k);
+    return 0;
 }
+
+/* Dot products (ep_dot.c). x holds int16 inputs with the input offset applied. */
+int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n);
+int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n);
+int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pair, const int16_t *x, int32_t n);
 
 /* Requantize an accumulator of output channel oc and clamp. */
 static inline int8_t ep_requant_out(int32_t acc, const ep_requant *q, int32_t oc, int32_t out_offset, int32_t lo,

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Instruction counts of the runtime's palette kernels against its dense kernels, on the
+Cortex-M55 under QEMU (mps3-an547, -icount shift=5, SysTick counting, see
+../shared/notes/simulator.md), on the weighted layers of the fixture models.
+
+For every CONV_2D / FULLY_CONNECTED layer of each fixture model the script emits C data
+(weights in both forms, multipliers, a real input from the digits test set, the expected output
+computed by the host build, itself bit-exact with TFLM), builds one firmware image with
+arm-none-eabi-gcc (-O2 -mcpu=cortex-m55 -mthumb -mfloat-abi=hard), runs it, checks that each
+kernel's output matches, and prints a markdown table: instructions, weight bytes read, ratios.
+
+    python bench/runtime_kernels.py [--models a,b] [--keep DIR] [--cflags "-O3"]
+
+Palette form of a real layer: codebook = sorted unique int8 values of the tensor, bits =
+ceil(log2 K). With --k16, layers with more than 16 distinct values are re-clustered to 16 codes
+(nearest of 16 quantiles) so every layer runs at K = 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes as C
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests import runtime_harness as H  # noqa: E402
+from tests.opmodels import run_tflm  # noqa: E402
+from tests.runtime_lowering import load_model, lower, qparams, single_op_from  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+M55 = Path(__file__).resolve().parent / "m55"
+CFLAGS = ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+          "-ffunction-sections", "-fdata-sections"]
+TICKS_PER_INSN = 1.024  # -icount shift=5
+
+
+def c_array(name: str, ctype: str, values, align: int = 4) -> str:
+    vals = np.asarray(values).ravel()
+    body = ",".join(str(int(v)) for v in vals) if vals.size else "0"
+    return f"static const {ctype} {name}[{max(vals.size, 1)}] __attribute__((aligned({align}))) = {{{body}}};\n"
+
+
+def shape_c(s) -> str:
+    return f"{{{s.n},{s.h},{s.w},{s.c}}}"
+
+
+def recluster16(w: np.ndarray) -> np.ndarray:
+    """Map a tensor onto at most 16 int8 values (nearest of 16 quantile centres)."""
+    vals = np.unique(w)
+    if vals.size <= 16:
+        return w
+    centres = np.unique(np.round(np.quantile(w.astype(np.float64), np.linspace(0, 1, 16))).astype(np.int8))
+    idx = np.abs(w.astype(np.int16)[..., None] - centres.astype(np.int16)).argmin(-1)
+    return centres[idx]
+
+
+def collect_layers(models: list[str], k16: bool):
+    """[(label, lowered_dense, lowered_palette, x, expected)] for every weighted layer."""
+    rt = H.Runtime(sanitize=False)
+    layers = []
+    for name in models:
+        model = load_model(FIXTURES / name)
+        sg = model.subgraphs[0]
+        if k16:
+            for op in sg.operators:
+                for ti in list(op.inputs)[1:2]:
+                    t = sg.tensors[ti]
+                    if t.type == 9 and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data):
+                        w = np.frombuffer(np.asarray(model.buffers[t.buffer].data, np.uint8).tobytes(), np.int8)
+                        model.buffers[t.buffer].data = np.frombuffer(recluster16(w).astype(np.int8).tobytes(),
+                                                                     np.uint8)
+        x = np.load(FIXTURES / "digits_test.npz")["x"][:1]
+        s, zp, _ = qparams(sg.tensors[sg.inputs[0]])
+        act = np.clip(np.round(x / s[0]) + zp[0], -128, 127).astype(np.int8)
+        for k in range(len(sg.operators)):
+            dense = lower(model, k, "dense")
+            act = act.reshape(dense.in_shape)
+            expected = dense.run(rt, act)
+            tflm = run_tflm(single_op_from(model, k), [act])
+            assert np.array_equal(expected.ravel(), tflm.ravel()), f"host kernel differs from TFLM at {name} op {k}"
+            if dense.weight_bytes:
+                pal = lower(model, k, "palette")
+                assert np.array_equal(pal.run(rt, act).ravel(), tflm.ravel())
+                short = name.replace("digits_", "").replace("_int8", "").replace(".tflite", "")
+                layers.append((f"{short} op{k} {dense.kernel}", dense, pal, act.copy(), expected))
+            act = expected
+    return layers
+
+
+def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
+    """C definitions and the call expression for one layer in one form."""
+    p = lw.params
+    m, s = lw.keep[0]
+    wf = lw.keep[1]
+    bias = lw.keep[2]
+    pre = f"L{i}{form[0]}"
+    out = []
+    out.append(c_array(f"{pre}_m", "int32_t", m))
+    out.append(c_array(f"{pre}_s", "int32_t", s))
+    out.append(c_array(f"{pre}_b", "int32_t", bias if bias is not None else [0]))
+    if wf.form == 0:
+        out.append(c_array(f"{pre}_w", "int8_t", wf.data.view(np.int8)))
+        out.append(f"#define {pre}_cb NULL\n")
+    else:
+        out.append(c_array(f"{pre}_w", "uint8_t", wf.data))
+        out.append(c_array(f"{pre}_cb", "int8_t", wf.codebook))
+    weights = f"{{{wf.form},{wf.bits},{wf.num_codes},{wf.data.size},{pre}_cb,{pre}_w}}"
+    rq = f"{{{pre}_m,{pre}_s,{len(m)}}}"
+    if lw.kernel == "conv2d":
+        out.append(
+            f"static const ep_conv2d_params {pre}_p = {{{shape_c(p.input)},{shape_c(p.filter)},{shape_c(p.output)},"
+            f"{p.stride_h},{p.stride_w},{p.dilation_h},{p.dilation_w},{p.pad_top},{p.pad_left},{p.input_offset},"
+            f"{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},{pre}_b}};\n")
+        call = f"ep_conv2d_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
+    else:
+        out.append(
+            f"static const ep_fully_connected_params {pre}_p = {{{p.batches},{p.input_depth},{p.output_depth},"
+            f"{p.input_offset},{p.weights_offset},{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},"
+            f"{pre}_b}};\n")
+        call = f"ep_fully_connected_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
+    return "".join(out), call
+
+
+def generate(layers, repeat: int) -> str:
+    parts = ['#include <stdio.h>\n#include <string.h>\n#include "edgepack.h"\n#include "counter.h"\n\n',
+             "static int8_t out_buf[65536];\nstatic int32_t scratch[16384];\n"]
+    calls = []
+    for i, (label, dense, pal, x, expected) in enumerate(layers):
+        parts.append(c_array(f"L{i}_in", "int8_t", x))
+        parts.append(c_array(f"L{i}_exp", "int8_t", expected))
+        for form, lw in (("dense", dense), ("palette", pal)):
+            code, call = emit_layer(i, form, lw, x, expected)
+            parts.append(code)
+            calls.append((i, form, call, expected.size))
+    parts.append("\nint main(void)\n{\n    uint64_t t0, t1, base;\n    ep_status st;\n    int bad = 0;\n"
+                 "    counter_start();\n    t0 = counter_read();\n    t1 = counter_read();\n"
+                 "    base = t1 - t0;\n")
+    for i, form, call, n in calls:
+        parts.append(
+            f"    memset(out_buf, 0, {n});\n    t0 = counter_read();\n"
+            f"    for (int r = 0; r < {repeat}; ++r) st = {call};\n    t1 = counter_read();\n"
+            f"    {{ int ok = st == EP_OK && memcmp(out_buf, L{i}_exp, {n}) == 0; bad += !ok;\n"
+            f"      printf(\"RESULT {i} {form} %lu %s\\n\", (unsigned long)((t1 - t0 - base) / {repeat}),"
+            f" ok ? \"ok\" : \"MISMATCH\"); }}\n")
+    parts.append('    printf("DONE %d\\n", bad);\n    return bad ? 1 : 0;\n}\n')
+    return "".join(parts)
+
+
+def build_and_run(src: str, work: Path, cflags: list[str]) -> str:
+    (work / "bench_main.c").write_text(src)
+    elf = work / "fw.elf"
+    cmd = (["arm-none-eabi-gcc", *cflags, "-I", str(ROOT / "firmware/include"), "-I", str(M55),
+            str(work / "bench_main.c"), str(M55 / "startup.c"), *map(str, sorted((ROOT / "firmware/src").glob("*.c"))),
+            "-T", str(M55 / "link.ld"), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
+            "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", "-o", str(elf)])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"build failed:\n{' '.join(cmd)}\n{r.stderr}")
+    r = subprocess.run(["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-semihosting-config",
+                        "enable=on,target=native", "-icount", "shift=5", "-kernel", str(elf)],
+                       capture_output=True, text=True, timeout=600)
+    if "DONE" not in r.stdout:
+        raise SystemExit(f"firmware did not finish (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="all", help="comma-separated fixture names (substring match) or 'all'")
+    ap.add_argument("--k16", action="store_true", help="re-cluster every layer to 16 codes first")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--cflags", default="", help="extra compiler flags")
+    ap.add_argument("--keep", help="keep the build directory here")
+    args = ap.parse_args(argv)
+    names = sorted(p.name for p in FIXTURES.glob("*.tflite"))
+    if args.models != "all":
+        names = [n for n in names if any(s in n for s in args.models.split(","))]
+    layers = collect_layers(names, args.k16)
+    src = generate(layers, args.repeat)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = build_and_run(src, work, CFLAGS + args.cflags.split())
+    res = {}
+    for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out):
+        res[(int(m[1]), m[2])] = (int(m[3]), m[4])
+    print(f"Cortex-M55 (QEMU mps3-an547, -icount shift=5), arm-none-eabi-gcc {' '.join(CFLAGS + args.cflags.split())}")
+    print("instructions = SysTick ticks / 1.024; weight bytes = indices + codebook (palette) or int8 weights\n")
+    print("| layer | K | bits | dense instr | palette instr | instr ratio | dense weight B | palette weight B "
+          "| bytes ratio | outputs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    tot = {"d": 0, "p": 0, "db": 0, "pb": 0}
+    for i, (label, dense, pal, x, expected) in enumerate(layers):
+        (td, okd), (tp, okp) = res[(i, "dense")], res[(i, "palette")]
+        wf = pal.keep[1]
+        di, pi = td / TICKS_PER_INSN, tp / TICKS_PER_INSN
+        tot["d"] += di
+        tot["p"] += pi
+        tot["db"] += dense.weight_bytes
+        tot["pb"] += pal.weight_bytes
+        print(f"| {label} | {wf.num_codes} | {wf.bits} | {di:,.0f} | {pi:,.0f} | {pi / di:.3f} | "
+              f"{dense.weight_bytes:,} | {pal.weight_bytes:,} | {pal.weight_bytes / dense.weight_bytes:.3f} | "
+              f"{'ok' if okd == okp == 'ok' else 'MISMATCH'} |")
+    print(f"| **total** | | | {tot['d']:,.0f} | {tot['p']:,.0f} | {tot['p'] / tot['d']:.3f} | {tot['db']:,} | "
+          f"{tot['pb']:,} | {tot['pb'] / tot['db']:.3f} | |")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if "DONE 0" in out else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+/*
+ * edgepack runtime, private: dot products of one weight row with an int16 input row whose
+ * input offset is already applied, for dense int8 weights and for packed palette indices.
+ * Kept out of line (one translation unit) so that each is compiled with its table pointer in
+ * a register: a lookup is then one load with a scaled register offset.
+ */
+#include "ep_internal.h"
+
+/* Two adjacent int16 values as one 32-bit word, element i in the low half (endian-free; GCC
+ * merges it into one LDR). */
+static inline uint32_t ld_pair(const int16_t *p)
+{
+    return (uint32_t)(uint16_t)p[0] | ((uint32_t)(uint16_t)p[1] << 16);
+}
+
+/* acc + lo(a)*lo(b) + hi(a)*hi(b) on signed 16-bit halves (SMLABB + SMLATT on Arm). */
+static inline int32_t mac_pair(int32_t acc, uint32_t a, uint32_t b)
+{
+    return acc + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) + (int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+
+int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n)
+{
+    int32_t acc = 0;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc += w[i] * x[i];
+        acc += w[i + 1] * x[i + 1];
+        acc += w[i + 2] * x[i + 2];
+        acc += w[i + 3] * x[i + 3];
+    }
+    for (; i < n; ++i) acc += w[i] * x[i];
+    return acc;
+}
+
+int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n)
+{
+    int32_t acc = 0;
+    int32_t i = 0;
+    switch (bits) {
+    case 8:
+        for (; i + 4 <= n; i += 4, row += 4) {
+            acc += lut[row[0]] * x[i];
+            acc += lut[row[1]] * x[i + 1];
+            acc += lut[row[2]] * x[i + 2];
+            acc += lut[row[3]] * x[i + 3];
+        }
+        for (; i < n; ++i) acc += lut[*row++] * x[i];
+        return acc;
+    case 4:
+        for (; i + 8 <= n; i += 8, row += 4) {
+            const uint32_t wd = ep_load_u32le(row);
+            acc += lut[wd & 0xFu] * x[i];
+            acc += lut[(wd >> 4) & 0xFu] * x[i + 1];
+            acc += lut[(wd >> 8) & 0xFu] * x[i + 2];
+            acc += lut[(wd >> 12) & 0xFu] * x[i + 3];
+            acc += lut[(wd >> 16) & 0xFu] * x[i + 4];
+            acc += lut[(wd >> 20) & 0xFu] * x[i + 5];
+            acc += lut[(wd >> 24) & 0xFu] * x[i + 6];
+            acc += lut[wd >> 28] * x[i + 7];
+        }
+        if (i < n) {
+            uint32_t wd = ep_load_u32le(row);
+            for (; i < n; ++i, wd >>= 4) acc += lut[wd & 0xFu] * x[i];
+        }
+        return acc;
+    case 2:
+        for (; i + 16 <= n; i += 16, row += 4) {
+            const uint32_t wd = ep_load_u32le(row);
+            acc += lut[wd & 3u] * x[i];
+            acc += lut[(wd >> 2) & 3u] * x[i + 1];
+            acc += lut[(wd >> 4) & 3u] * x[i + 2];
+            acc += lut[(wd >> 6) & 3u] * x[i + 3];
+            acc += lut[(wd >> 8) & 3u] * x[i + 4];
+            acc += lut[(wd >> 10) & 3u] * x[i + 5];
+            acc += lut[(wd >> 12) & 3u] * x[i + 6];
+            acc += lut[(wd >> 14) & 3u] * x[i + 7];
+            acc += lut[(wd >> 16) & 3u] * x[i + 8];
+            acc += lut[(wd >> 18) & 3u] * x[i + 9];
+            acc += lut[(wd >> 20) & 3u] * x[i + 10];
+            acc += lut[(wd >> 22) & 3u] * x[i + 11];
+            acc += lut[(wd >> 24) & 3u] * x[i + 12];
+            acc += lut[(wd >> 26) & 3u] * x[i + 13];
+            acc += lut[(wd >> 28) & 3u] * x[i + 14];
+            acc += lut[wd >> 30] * x[i + 15];
+        }
+        if (i < n) {
+            uint32_t wd = ep_load_u32le(row);
+            for (; i < n; ++i, wd >>= 2) acc += lut[wd & 3u] * x[i];
+        }
+        return acc;
+    case 1: {
+        /* w = c0 + bit * (c1 - c0): accumulate sum(x) and the sum of x where the bit is set. */
+        int32_t sum_x = 0;
+        int32_t sum_sel = 0;
+        for (; i + 32 <= n; i += 32, row += 4) {
+            const uint32_t wd = ep_load_u32le(row);
+            int32_t j;
+            for (j = 0; j < 32; ++j) {
+                const int32_t xv = x[i + j];
+                sum_x += xv;
+                sum_sel += (int32_t)((wd >> j) & 1u) * xv;
+            }
+        }
+        if (i < n) {
+            uint32_t wd = ep_load_u32le(row);
+            for (; i < n; ++i, wd >>= 1) {
+                sum_x += x[i];
+                sum_sel += (int32_t)(wd & 1u) * x[i];
+            }
+        }
+        return lut[0] * sum_x + (lut[1] - lut[0]) * sum_sel;
+    }
+    default: {
+        /* Widths 3, 5, 6, 7: a 32-bit window over the row, refilled word by word. */
+        const uint32_t mask = (1u << bits) - 1u;
+        uint32_t cur = 0;
+        int32_t have = 0;
+        for (; i < n; ++i) {
+            uint32_t v;
+            if (have >= bits) {
+                v = cur & mask;
+                cur >>= bits;
+                have -= bits;
+            } else {
+                const uint32_t next = ep_load_u32le(row);
+                row += 4;
+                v = (cur | (next << have)) & mask;
+                cur = next >> (bits - have);
+                have = 32 - (bits - have);
+            }
+            acc += lut[v] * x[i];
+        }
+        return acc;
+    }
+    }
+}
+
+int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pair, const int16_t *x, int32_t n)
+{
+    /* pair[p]: codebook values of two adjacent indices (p = i0 | i1 << bits) as int16 halves.
+     * x[n] must be 0 when n is odd (the last pair reads it). */
+    int32_t acc = 0;
+    int32_t i = 0;
+    uint32_t wd;
+    switch (bits) {
+    case 4:
+        for (; i + 8 <= n; i += 8, row += 4, x += 8) {
+            wd = ep_load_u32le(row);
+            acc = mac_pair(acc, pair[wd & 0xFFu], ld_pair(x));
+            acc = mac_pair(acc, pair[(wd >> 8) & 0xFFu], ld_pair(x + 2));
+            acc = mac_pair(acc, pair[(wd >> 16) & 0xFFu], ld_pair(x + 4));
+            acc = mac_pair(acc, pair[wd >> 24], ld_pair(x + 6));
+        }
+        if (i < n) {
+            wd = ep_load_u32le(row);
+            for (; i < n; i += 2, wd >>= 8, x += 2) acc = mac_pair(acc, pair[wd & 0xFFu], ld_pair(x));
+        }
+        return acc;
+    case 2:
+        for (; i + 16 <= n; i += 16, row += 4, x += 16) {
+            wd = ep_load_u32le(row);
+            acc = mac_pair(acc, pair[wd & 0xFu], ld_pair(x));
+            acc = mac_pair(acc, pair[(wd >> 4) & 0xFu], ld_pair(x + 2));
+            acc = mac_pair(acc, pair[(wd >> 8) & 0xFu], ld_pair(x + 4));
+            acc = mac_pair(acc, pair[(wd >> 12) & 0xFu], ld_pair(x + 6));
+            acc = mac_pair(acc, pair[(wd >> 16) & 0xFu], ld_pair(x + 8));
+            acc = mac_pair(acc, pair[(wd >> 20) & 0xFu], ld_pair(x + 10));
+            acc = mac_pair(acc, pair[(wd >> 24) & 0xFu], ld_pair(x + 12));
+            acc = mac_pair(acc, pair[wd >> 28], ld_pair(x + 14));
+        }
+        if (i < n) {
+            wd = ep_load_u32le(row);
+            for (; i < n; i += 2, wd >>= 4, x += 2) acc = mac_pair(acc, pair[wd & 0xFu], ld_pair(x));
+        }
+        return acc;
+    default: /* 1 */
+        for (; i + 32 <= n; i += 32, row += 4, x += 32) {
+            int32_t j;
+            wd = ep_load_u32le(row);
+            for (j = 0; j < 16; ++j) acc = mac_pair(acc, pair[(wd >> (2 * j)) & 3u], ld_pair(x + 2 * j));
+        }
+        if (i < n) {
+            wd = ep_load_u32le(row);
+            for (; i < n; i += 2, wd >>= 2, x += 2) acc = mac_pair(acc, pair[wd & 3u], ld_pair(x));
+        }
+        return acc;
+    }
+}
