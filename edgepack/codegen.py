@@ -80,6 +80,21 @@ def _dilation(options: dict) -> tuple[int, int]:
             int(options.get("dilation_wfactor", options.get("dilation_w_factor", 1))))
 
 
+def palette_table_bytes() -> int:
+    """The runtime's palette lookup-table scratch (EP_PALETTE_TABLE_BYTES in ep_internal.h)."""
+    import re
+
+    text = (FIRMWARE_DIR / "src" / "ep_internal.h").read_text(encoding="utf-8")
+    m = re.search(r"#define\s+EP_PALETTE_TABLE_BYTES\s+(\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def _scratch(patch_len: int, palette: bool) -> int:
+    # Mirrors ep_conv2d_s8/ep_fully_connected_s8_get_buffer_size: an int16 row (+1 element of
+    # padding) after the palette table; main.c's plan run fails loudly if this falls behind.
+    return (palette_table_bytes() if palette else 0) + (((patch_len + 1) * 2 + 3) & ~3)
+
+
 def _shape4(shape) -> tuple[int, int, int, int]:
     """A tensor shape as NHWC: lower ranks keep their dimensions last, 1 in front."""
     dims = [int(d) for d in shape] or [1]
@@ -324,7 +339,7 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, oc),
             "weights": self.weights(op, w, oc, step),
             "bias": self.bias(op, oc)}
-        step.scratch_bytes = (kh * kw * wc * 2 + 3) & ~3
+        step.scratch_bytes = _scratch(kh * kw * wc, step.weights_form.startswith("palette"))
         return step
 
     def lower_depthwise_conv_2d(self, op: Operator) -> PlanStep:
@@ -349,6 +364,8 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, oc),
             "weights": self.weights(op, w, 1, step),
             "bias": self.bias(op, oc)}
+        if step.weights_form.startswith("palette"):
+            step.scratch_bytes = palette_table_bytes()
         return step
 
     def lower_fully_connected(self, op: Operator) -> PlanStep:
@@ -366,7 +383,7 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, out_depth),
             "weights": self.weights(op, w, out_depth, step),
             "bias": self.bias(op, out_depth)}
-        step.scratch_bytes = (in_depth * 2 + 3) & ~3
+        step.scratch_bytes = _scratch(in_depth, step.weights_form.startswith("palette"))
         return step
 
     def _pool(self, op: Operator, kernel: str) -> PlanStep:
