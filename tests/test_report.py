@@ -11,6 +11,7 @@ import json
 import shutil
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,19 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+def _first_pixel(path: Path) -> tuple[int, int, int]:
+    """RGB of a PNG's top-left pixel (row 0's first pixel is stored unfiltered for every
+    PNG filter type, so no unfiltering is needed)."""
+    data, pos, idat = path.read_bytes(), 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompressobj().decompress(idat, 16)
+    return raw[1], raw[2], raw[3]
+
+
 def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -207,6 +221,13 @@ def test_report_opens_in_chromium_and_shows_the_table(builds, tmp_path, board):
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     assert _png_size(shot) == (1280, 1700)
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few KiB
+    dark = ARTIFACTS / f"report_{board}_dark.png"
+    dark.unlink(missing_ok=True)
+    res = _chromium(f"--screenshot={dark}", "--window-size=1280,1700", "--force-dark-mode",
+                    "--blink-settings=preferredColorScheme=0", page, tmp=tmp_path / "profile-dark")
+    assert res.returncode == 0 and dark.is_file(), res.stderr[-2000:]
+    # the page follows the colour scheme: a light and a dark page background
+    assert min(_first_pixel(shot)) > 200 and max(_first_pixel(dark)) < 60
 
 
 def test_run_adds_measured_memory_and_layer_counts(builds, tmp_path, capsys):
