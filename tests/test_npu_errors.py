@@ -12,7 +12,7 @@ from edgepack.errors import ModelError
 from edgepack.npu import decode_command_stream, parse_driver_payload, run_command_stream, run_vela_model, run_vela_raw
 from tests.conftest import fixture_path
 from tests.npu_support import compile_vela
-from tests.test_npu_ops import CASES, _check, _npu_only
+from tests.test_npu_ops import _check, _npu_only
 
 MODEL = fixture_path("digits_a_baseline_int8.tflite")
 

@@ -135,7 +135,6 @@ class NpuMachine:
 
     def _fm_addr(self, prefix: str, h: int, w: int, c: int, fmt: int, elem: int) -> np.ndarray:
         """Byte address of every (y, x, c) of a feature map: tiles BASE0..3, NHWC or NHCWB16."""
-        ofm = prefix == "OFM"
         bases = [self.d(f"NPU_SET_{prefix}_BASE{t}") for t in range(4)]
         h0 = self.p(f"NPU_SET_{prefix}_HEIGHT0_M1") + 1
         h1 = self.p(f"NPU_SET_{prefix}_HEIGHT1_M1") + 1
@@ -156,7 +155,6 @@ class NpuMachine:
             cpart = (ch // 16) * sc + (ch % 16) * elem
         else:
             self.fail(f"unknown {prefix} format {fmt}")
-        del ofm
         return (base + yy * sy + xx * sx + cpart).astype(np.int64)
 
     def read_fm(self, prefix: str, h: int, w: int, c: int) -> np.ndarray:
