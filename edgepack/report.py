@@ -27,6 +27,7 @@ from .errors import UsageError
 SCHEMA = "edgepack-report/1"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
+NPU_ARENA = "NPU arena (Vela)"
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 WEIGHT_OPERATORS_ROWS_ONE = ("DEPTHWISE_CONV_2D",)  # packed as a single row (packing.py)
 
@@ -285,7 +286,7 @@ def report_from_build(build, model=None, fold=None) -> Report:
             region = board.region_for("arena").name
             for m in memory:
                 if m.name == region:
-                    m.parts["NPU arena (Vela)"] = int(fold_v["sram_used_bytes"])
+                    m.parts[NPU_ARENA] = int(fold_v["sram_used_bytes"])
         except KeyError:
             pass
     problems = [f"{r.name}: {r.used:,} bytes needed, {r.size:,} available "
@@ -395,7 +396,9 @@ def record_runs(directory, runs) -> Report | None:
         for region in report.memory:
             m = by_name.get(region.name)
             if m is not None:
-                region.parts = {k: int(v) for k, v in m["sections"].items() if v}
+                # the NPU's own arena is not in the CPU firmware's map: keep Vela's figure
+                npu = {k: v for k, v in region.parts.items() if k == NPU_ARENA}
+                region.parts = {k: int(v) for k, v in m["sections"].items() if v} | npu
         report.memory_source = f"map file of the {linked['sim']} firmware build"
         report.problems = [f"{r.name}: {r.used:,} bytes linked, {r.size:,} available"
                            for r in report.memory if not r.fits]
@@ -546,6 +549,9 @@ def print_summary(report, console) -> None:
         a = report.agreement
         t.add_row("top-1 agreement", f"{100 * a['top1_agreement']:.1f} %",
                   f"max |diff| {a['max_abs_diff']} on {a['source']}")
+    for run in report.runs:
+        verdict = "[green]PASS[/green]" if run.get("passed") else "[red]FAIL[/red]"
+        t.add_row(f"run: {run.get('sim')}", verdict, run.get("result_line") or run.get("failure") or "")
     console.print(t)
     for p in report.problems:
         console.print(f"[red]does not fit:[/red] {p}")
