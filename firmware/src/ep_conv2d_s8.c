@@ -93,8 +93,9 @@ ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *o
                 }
                 if (p->weights.form == EP_WEIGHTS_DENSE) {
                     const int8_t *w = (const int8_t *)p->weights.data;
+                    const int32_t sum_x = ep_dense_prepare_row(patch, patch_len);
                     for (oc = 0; oc < p->output.c; ++oc, w += patch_len) {
-                        int32_t acc = ep_dot_dense(w, patch, patch_len);
+                        int32_t acc = ep_dot_dense(w, patch, patch_len, sum_x);
                         if (p->bias) acc += p->bias[oc];
                         out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
                     }

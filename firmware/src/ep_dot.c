@@ -6,6 +6,15 @@
  */
 #include "ep_internal.h"
 
+/* Arm cores with the DSP extension (Cortex-M4/M7/M33/M55/M85): dual 16-bit MACs through ACLE.
+ * Define EP_PORTABLE_ONLY to force the plain C paths. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EP_PORTABLE_ONLY)
+#include <arm_acle.h>
+#define EP_USE_DSP 1
+#else
+#define EP_USE_DSP 0
+#endif
+
 /* Two adjacent int16 values as one 32-bit word, element i in the low half (endian-free; GCC
  * merges it into one LDR). */
 static inline uint32_t ld_pair(const int16_t *p)
@@ -16,20 +25,54 @@ static inline uint32_t ld_pair(const int16_t *p)
 /* acc + lo(a)*lo(b) + hi(a)*hi(b) on signed 16-bit halves (SMLABB + SMLATT on Arm). */
 static inline int32_t mac_pair(int32_t acc, uint32_t a, uint32_t b)
 {
+#if EP_USE_DSP
+    return __smlad(a, b, acc);
+#else
     return acc + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) + (int16_t)(a >> 16) * (int16_t)(b >> 16);
+#endif
 }
 
-int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n)
+int32_t ep_dense_prepare_row(int16_t *x, int32_t n)
 {
-    int32_t acc = 0;
+    /* Swap elements 1 and 2 of every full group of four: (x0, x2) and (x1, x3) become adjacent
+     * pairs that line up with the (w0, w2) / (w1, w3) lanes ep_dot_dense splits a weight word
+     * into. Returns sum(x). */
+    int32_t sum = 0;
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
+        const int16_t t = x[i + 1];
+        x[i + 1] = x[i + 2];
+        x[i + 2] = t;
+        sum += x[i] + x[i + 1] + x[i + 2] + x[i + 3];
+    }
+    for (; i < n; ++i) sum += x[i];
+    return sum;
+}
+
+int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x)
+{
+    /* x as rearranged by ep_dense_prepare_row: per group of four, (x0, x2, x1, x3). */
+    int32_t acc = 0;
+    int32_t i = 0;
+#if EP_USE_DSP
+    /* CMSIS-NN style: one load of four weights, SXTB16 splits them into the (w0, w2) and
+     * (w1, w3) int16 lanes, SMLAD multiplies each with an (x0, x2) / (x1, x3) pair. */
+    const uint8_t *wb = (const uint8_t *)w;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t wd = ep_load_u32le(wb + i);
+        acc = __smlad(__sxtb16(wd), ld_pair(x + i), acc);
+        acc = __smlad(__sxtb16((wd >> 8) | (wd << 24)), ld_pair(x + i + 2), acc);
+    }
+#else
+    for (; i + 4 <= n; i += 4) {
         acc += w[i] * x[i];
-        acc += w[i + 1] * x[i + 1];
-        acc += w[i + 2] * x[i + 2];
+        acc += w[i + 2] * x[i + 1];
+        acc += w[i + 1] * x[i + 2];
         acc += w[i + 3] * x[i + 3];
     }
+#endif
     for (; i < n; ++i) acc += w[i] * x[i];
+    (void)sum_x;
     return acc;
 }
 

@@ -64,8 +64,9 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
         sum_x *= p->weights_offset;
         if (p->weights.form == EP_WEIGHTS_DENSE) {
             const int8_t *w = (const int8_t *)p->weights.data;
+            const int32_t sum_row = ep_dense_prepare_row(xrow, p->input_depth);
             for (oc = 0; oc < p->output_depth; ++oc, w += p->input_depth) {
-                int32_t acc = ep_dot_dense(w, xrow, p->input_depth) + sum_x;
+                int32_t acc = ep_dot_dense(w, xrow, p->input_depth, sum_row) + sum_x;
                 if (p->bias) acc += p->bias[oc];
                 out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
             }

@@ -108,7 +108,7 @@ static inline int32_t ep_code(const ep_weights *w, int32_t k)
 /*
  * Build the decode table for palette weights in `table` (EP_PALETTE_TABLE_BYTES, 4-aligned).
  * Pair mode (returns 1, for 1-, 2- and 4-bit indices when the call does at least
- * 8 * 2^(2b) multiply-accumulates): table[i0 | i1 << b] holds the codebook values of two
+ * 2 * 2^(2b) multiply-accumulates: the table costs about 3 instructions an entry): table[i0 | i1 << b] holds the codebook values of two
  * adjacent indices as int16 halves, for ep_dot_palette_pair. Otherwise (returns 0)
  * table[k] = codebook value as int32, for ep_dot_palette_lut.
  */
@@ -117,7 +117,7 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
     const int32_t b = w->bits;
     const int32_t codes = (int32_t)1 << b;
     int32_t k;
-    if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)8 << (2 * b))) {
+    if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)2 << (2 * b))) {
         int32_t hi;
         for (hi = 0; hi < codes; ++hi) {
             const uint32_t vh = (uint32_t)(uint16_t)(int16_t)ep_code(w, hi) << 16;
@@ -130,7 +130,8 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
 }
 
 /* Dot products (ep_dot.c). x holds int16 inputs with the input offset applied. */
-int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n);
+int32_t ep_dense_prepare_row(int16_t *x, int32_t n);
+int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x);
 int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n);
 int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pair, const int16_t *x, int32_t n);
 
