@@ -118,10 +118,13 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
     const int32_t codes = (int32_t)1 << b;
     int32_t k;
     if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)2 << (2 * b))) {
+        uint32_t lo[16];
         int32_t hi;
+        for (k = 0; k < codes; ++k) lo[k] = (uint16_t)(int16_t)ep_code(w, k);
         for (hi = 0; hi < codes; ++hi) {
-            const uint32_t vh = (uint32_t)(uint16_t)(int16_t)ep_code(w, hi) << 16;
-            for (k = 0; k < codes; ++k) table[(hi << b) | k] = vh | (uint16_t)(int16_t)ep_code(w, k);
+            const uint32_t vh = lo[hi] << 16;
+            uint32_t *t = table + (hi << b);
+            for (k = 0; k < codes; ++k) t[k] = vh | lo[k];
         }
         return 1;
     }
