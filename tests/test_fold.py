@@ -122,6 +122,23 @@ def test_gain_layers_are_recognised_as_gain_layers(rng):
     assert fold_weights(q, s, 16, per_channel=True).hypothesis == "layer-wide scale"
 
 
+def test_gain_recovery_is_not_fooled_by_clusters_next_to_zero():
+    """Two channels of a batch-norm-folded layer (gains 1.008 and 1.179): channel 1 holds a
+    rare outlier (127) that channel 0 lacks, and channel 0 has values next to zero (-1, 1, 2).
+    A ratio that squeezes channel 1 onto those small values lines many values up within
+    rounding, but only onto three distinct ones; the true gain ratio lines up 13."""
+    from edgepack.fold import recover_gains
+
+    q0 = [-127, -107, -79, -69, -62, -39, -1, 1, 2, 21, 59, 70, 92, 103, 109]
+    q1 = [-69, -58, -43, -38, -34, -22, 1, 11, 32, 38, 50, 56, 60, 127]
+    q = np.zeros((2, 15))
+    q[0], q[1, :14] = q0, q1
+    s = np.array([0.00871379766613245, 0.01867312751710415])
+    gains = recover_gains(s[:, None] * q, s)
+    assert gains[1] / gains[0] == pytest.approx(1.1791708807089425 / 1.0081323078203284,
+                                                rel=0.01)
+
+
 def test_codebook_is_int8_on_the_full_range(rng):
     q, s, _, _ = clustered_layer(rng, 16, 100, kind="gain")
     f = fold_weights(q, s, 16, per_channel=True)
