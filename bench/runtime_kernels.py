@@ -97,6 +97,55 @@ def collect_layers(models: list[str], k16: bool):
     return layers
 
 
+def random_layers(n: int, seed: int):
+    """Random CONV_2D / FULLY_CONNECTED layers (odd lengths, every width 1-8, both forms) with
+    the host build's outputs as expected values: checks the Arm-specific (DSP) code paths."""
+    from tests.runtime_lowering import Lowered, scratch_bytes
+
+    rt = H.Runtime(sanitize=False)
+    layers = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        bits = 1 + i % 8
+        k = int(rng.integers(1, (1 << bits) + 1))
+        codebook = rng.integers(-128, 128, size=k).astype(np.int8)
+        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        if i % 2:
+            din, dout, batches = int(rng.integers(1, 300)), int(rng.integers(1, 24)), int(rng.integers(1, 3))
+            shape, rows = (dout, din), dout
+            x = rng.integers(-128, 128, size=(batches, din)).astype(np.int8)
+        else:
+            cin, cout = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+            kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            h, w = int(rng.integers(kh, 9)), int(rng.integers(kw, 9))
+            shape, rows = (cout, kh, kw, cin), cout
+            x = rng.integers(-128, 128, size=(1, h, w, cin)).astype(np.int8)
+        idx = rng.integers(0, k, size=shape).astype(np.uint8)
+        pal = H.Weights.palette_form(codebook, idx, bits, shape, rows)
+        dense = H.Weights.dense_form(pal.dense)
+        m = rng.integers(1 << 30, (1 << 31) - 1, size=rows).astype(np.int32)
+        sh = rng.integers(-12, -6, size=rows).astype(np.int32)
+        bias = rng.integers(-5000, 5000, size=rows).astype(np.int32)
+        lws = []
+        for wf in (dense, pal):
+            rq, keep = H.Runtime._requant(m, sh)
+            keep = [keep, wf, bias]
+            if i % 2:
+                p = H.FCParams(batches, din, dout, -zp_in, 0, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
+                lws.append(Lowered("fully_connected", p, x.shape, (batches, dout), scratch_bytes(wf, din),
+                                   wf.nbytes, keep))
+            else:
+                out_shape = (1, h - kh + 1, w - kw + 1, cout)
+                p = H.Conv2DParams(H.shape4(x.shape), H.shape4(shape), H.shape4(out_shape), 1, 1, 1, 1, 0, 0, -zp_in,
+                                   zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
+                lws.append(Lowered("conv2d", p, x.shape, out_shape, scratch_bytes(wf, kh * kw * cin), wf.nbytes,
+                                   keep))
+        expected = lws[0].run(rt, x)
+        assert np.array_equal(lws[1].run(rt, x), expected)
+        layers.append((f"random {i} {lws[0].kernel} b={bits}", lws[0], lws[1], x, expected))
+    return layers
+
+
 def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
     """C definitions and the call expression for one layer in one form."""
     p = lw.params
@@ -181,11 +230,16 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--cflags", default="", help="extra compiler flags")
     ap.add_argument("--keep", help="keep the build directory here")
+    ap.add_argument("--random", type=int, default=0, help="also run N random layers (correctness of Arm paths)")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     names = sorted(p.name for p in FIXTURES.glob("*.tflite"))
-    if args.models != "all":
+    if args.models == "none":
+        names = []
+    elif args.models != "all":
         names = [n for n in names if any(s in n for s in args.models.split(","))]
-    layers = collect_layers(names, args.k16)
+    layers = collect_layers(names, args.k16) if names else []
+    layers += random_layers(args.random, args.seed)
     src = generate(layers, args.repeat)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
