@@ -32,6 +32,33 @@ static inline int32_t mac_pair(int32_t acc, uint32_t a, uint32_t b)
 #endif
 }
 
+#if defined(__GNUC__)
+#define EP_UNROLL_FULLY _Pragma("GCC unroll 32")
+#else
+#define EP_UNROLL_FULLY
+#endif
+
+/* 32 indices of width b (3, 5, 6 or 7; a compile-time constant after inlining) fill exactly b
+ * words: load them once, then every index is a shift-and-mask (or two, when it straddles two
+ * words) at a constant position. */
+static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const int16_t *x, const int b)
+{
+    uint32_t wv[8];
+    int32_t acc = 0;
+    int k, j;
+    EP_UNROLL_FULLY
+    for (k = 0; k < b; ++k) wv[k] = ep_load_u32le(row + 4 * k);
+    EP_UNROLL_FULLY
+    for (j = 0; j < 32; ++j) {
+        const int pos = j * b;
+        const int sh = pos & 31;
+        uint32_t v = wv[pos >> 5] >> sh;
+        if (sh + b > 32) v |= wv[(pos >> 5) + 1] << (32 - sh);
+        acc += lut[v & ((1u << b) - 1u)] * x[j];
+    }
+    return acc;
+}
+
 int32_t ep_dense_prepare_row(int16_t *x, int32_t n)
 {
     /* Swap elements 1 and 2 of every full group of four: (x0, x2) and (x1, x3) become adjacent
@@ -155,8 +182,22 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
         return lut[0] * sum_x + (lut[1] - lut[0]) * sum_sel;
     }
     default: {
-        /* Widths 3, 5, 6, 7: a 32-bit window over the row, refilled word by word. */
+        /* Widths 3, 5, 6, 7: groups of 32 indices (b words), then a 32-bit window over the rest. */
         const uint32_t mask = (1u << bits) - 1u;
+        switch (bits) {
+        case 3:
+            for (; i + 32 <= n; i += 32, row += 12) acc += dot_group32(row, lut, x + i, 3);
+            break;
+        case 5:
+            for (; i + 32 <= n; i += 32, row += 20) acc += dot_group32(row, lut, x + i, 5);
+            break;
+        case 6:
+            for (; i + 32 <= n; i += 32, row += 24) acc += dot_group32(row, lut, x + i, 6);
+            break;
+        default:
+            for (; i + 32 <= n; i += 32, row += 28) acc += dot_group32(row, lut, x + i, 7);
+            break;
+        }
         uint32_t cur = 0;
         int32_t have = 0;
         for (; i < n; ++i) {
