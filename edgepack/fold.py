@@ -29,6 +29,7 @@ exactly as int8 rounding would do; those are counted in `FoldedTensor.zeros_adde
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -612,7 +613,10 @@ def _rederive_bias(model: Model, op, old_w: np.ndarray, new_w: np.ndarray, done:
     bias = model.tensors[op.inputs[2]]
     x = model.tensors[op.inputs[0]]
     if bias.data is None or bias.dtype != "int32" or x.quantization is None:
-        return
+        # left alone it would no longer match the new weight scales
+        raise ModelError(f"operator {op.index} ({op.name}): bias '{bias.name}' is "
+                         f"{'not constant' if bias.data is None else bias.dtype}; folding "
+                         "needs a constant int32 bias and a quantized input", model.path)
     done.add(bias.index)
     in_scale = float(x.quantization.scale[0])
     n = bias.data.size
@@ -680,6 +684,7 @@ def fold_model(model: Model, clusters: int | str = "auto", max_error_db: float |
                            ft.scales, biases_done)
     if progress is not None:
         progress(len(pairs), len(pairs), "done")
+    folded_model.sha256 = hashlib.sha256(serialize_model(folded_model)).hexdigest()
     agreement = None
     if check_agreement:
         agreement = measure_agreement(model, folded_model, calibration)

@@ -243,6 +243,14 @@ def test_folded_model_is_codebook_values_with_consistent_biases():
         assert np.array_equal(unpack_indices(packed, ft.codebook.index_bits, *rows.shape), rows)
 
 
+def test_folded_model_knows_its_own_hash():
+    import hashlib
+
+    result = fold_model(digits("digits_b_cluster16_int8"), 16, check_agreement=False)
+    assert result.model.sha256 == hashlib.sha256(serialize_model(result.model)).hexdigest()
+    assert result.model.sha256 != digits("digits_b_cluster16_int8").sha256
+
+
 def test_per_tensor_fixture_folds_bit_identically():
     """<= 16 values per tensor already: the folded model computes exactly what the input
     model computes, on every input (checked on 300 random ones through TFLM)."""
@@ -360,3 +368,16 @@ def test_model_without_int8_weights_is_refused():
     model = parse_model(edit_model("digits_b_cluster16_int8.tflite", to_uint8), "u8.tflite")
     with pytest.raises(ModelError, match="u8.tflite: no int8 weight tensors"):
         fold_model(model, 16)
+
+
+def test_bias_that_cannot_follow_the_new_scales_is_refused():
+    def bias_not_constant(m):
+        sg = m.subgraphs[0]
+        for op in sg.operators:
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                sg.tensors[op.inputs[2]].buffer = 0  # the empty buffer: no constant data
+                return
+
+    model = parse_model(edit_model("digits_b_cluster16_int8.tflite", bias_not_constant), "nb.tflite")
+    with pytest.raises(ModelError, match="nb.tflite: operator 0 .*bias .* not constant"):
+        fold_model(model, 16, check_agreement=False)
