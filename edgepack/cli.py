@@ -67,9 +67,12 @@ def _cmd_inspect(args) -> int:
 # --- fold ----------------------------------------------------------------------------------
 
 def _add_fold(sub) -> None:
+    import textwrap
+
     p = sub.add_parser(
         "fold", help="fold weights into layer-shared int8 codebooks (palette form)",
-        description="Give every weight tensor one int8 codebook shared by all its output "
+        description=textwrap.fill(
+                    "Give every weight tensor one int8 codebook shared by all its output "
                     "channels, with per-channel scales absorbing each channel's gain, so the "
                     "weights become codebook[index]. This recovers clustering that per-channel "
                     "quantization and batch-norm folding spread out (the Ethos-U weight encoder "
@@ -77,7 +80,7 @@ def _add_fold(sub) -> None:
                     "weights stay exactly zero. OUT is a standard TFLite model (biases are "
                     "re-derived for the new scales); the report gives per tensor K, index bits "
                     "and weight SQNR, and the end-to-end agreement with the input model through "
-                    "the TFLM interpreter.",
+                    "the TFLM interpreter.", 88),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  edgepack fold model.tflite -o folded.tflite              fold to the model's own clustering\n"
