@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, quant
 from .errors import BuildError
 from .packing import pack_indices
 from .tflite import Model, Operator, Tensor
@@ -29,49 +29,13 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 ALIGN = 16  # model arrays and arena tensors: what Vela, TFLM and MVE loads like
 
 
-# --- quantization arithmetic, computed offline ------------------------------------------------
+# --- quantization arithmetic, computed offline (edgepack/quant.py) ----------------------------
 
-def _tflite_round(x: float) -> int:
-    """std::round: halves away from zero."""
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """tflite::QuantizeMultiplier: `real = q * 2^(shift - 31)` with q an int32 in [2^30, 2^31)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = _tflite_round(q * (1 << 31))
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:  # TFLM saturates instead of overflowing the left shift
-        return (1 << 31) - 1, 30
-    return q_fixed, shift
-
-
-def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8 (quantize in float32, as TFLite does)."""
-    def q(f: float) -> int:
-        return int(zero_point) + _tflite_round(float(np.float32(f) / np.float32(scale)))
-
-    lo, hi = -128, 127
-    if activation == "RELU":
-        lo = max(lo, q(0.0))
-    elif activation == "RELU6":
-        lo, hi = max(lo, q(0.0)), min(hi, q(6.0))
-    elif activation == "RELU_N1_TO_1":
-        lo, hi = max(lo, q(-1.0)), min(hi, q(1.0))
-    elif activation != "NONE":
-        raise ValueError(activation)
-    return lo, hi
-
-
-def _same_padding(in_size: int, out_size: int, stride: int, filt: int, dilation: int) -> int:
-    effective = (filt - 1) * dilation + 1
-    return max(0, ((out_size - 1) * stride + effective - in_size) // 2)
+# Kept importable from here: tests and other stages know these names from codegen.
+quantize_multiplier = quant.quantize_multiplier
+activation_range = quant.activation_range
+_tflite_round = quant.tflite_round
+_same_padding = quant.same_padding
 
 
 def _dilation(options: dict) -> tuple[int, int]:
@@ -89,10 +53,21 @@ def palette_table_bytes() -> int:
     return int(m.group(1)) if m else 0
 
 
-def _scratch(patch_len: int, palette: bool) -> int:
-    # Mirrors ep_conv2d_s8/ep_fully_connected_s8_get_buffer_size: an int16 row (+1 element of
-    # padding) after the palette table; main.c's plan run fails loudly if this falls behind.
+def conv2d_scratch_bytes(patch_len: int, palette: bool) -> int:
+    """ep_conv2d_s8_get_buffer_size: the palette table, then an int16 im2col patch of
+    patch_len + 1 elements (a zero pad for pair reads) rounded up to 4 bytes.
+    tests/test_scratch_sizes.py checks this against the compiled C function."""
     return (palette_table_bytes() if palette else 0) + (((patch_len + 1) * 2 + 3) & ~3)
+
+
+def fully_connected_scratch_bytes(input_depth: int, palette: bool) -> int:
+    """ep_fully_connected_s8_get_buffer_size: as CONV_2D with the input row for the patch."""
+    return conv2d_scratch_bytes(input_depth, palette)
+
+
+def depthwise_conv2d_scratch_bytes(palette: bool) -> int:
+    """ep_depthwise_conv2d_s8_get_buffer_size: only palette weights need scratch (the table)."""
+    return palette_table_bytes() if palette else 0
 
 
 def _shape4(shape) -> tuple[int, int, int, int]:
@@ -210,42 +185,9 @@ class PlanStep:
 
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-                       "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE", "SOFTMAX", "ADD", "MUL", "PAD",
-                       "LOGISTIC", "QUANTIZE")
-
-
-def unsupported_reason(model: Model, op: Operator) -> str | None:
-    """Why edgepack's runtime cannot run `op`, or None when it can."""
-    if op.opcode not in SUPPORTED_OPERATORS:
-        return f"edgepack's runtime has no {op.opcode} kernel"
-    for idx in op.inputs + op.outputs:
-        if idx < 0:
-            continue
-        t = model.tensors[idx]
-        if not t.is_constant and t.dtype != "int8":
-            return f"tensor '{t.name}' is {t.dtype}, the runtime computes int8"
-        if len(t.shape) > 4:
-            return f"tensor '{t.name}' has rank {len(t.shape)}, the runtime handles up to 4"
-    act = op.fused_activation
-    if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
-        return f"fused activation {act} is not supported"
-    if op.opcode in ("ADD", "MUL"):
-        a, b = (model.tensors[i] for i in op.inputs[:2])
-        if a.is_constant or b.is_constant:
-            return "a constant operand is not supported yet"
-    if op.opcode == "SOFTMAX":
-        out = model.tensors[op.outputs[0]]
-        q = out.quantization
-        if q is None or abs(float(q.scale[0]) - 1 / 256) > 1e-9 or int(q.zero_point[0]) != -128:
-            return "int8 softmax needs output scale 1/256 and zero point -128"
-    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-        if len(op.inputs) < 2 or op.inputs[1] < 0 or not model.tensors[op.inputs[1]].is_constant:
-            return "weights that are not constant are not supported"
-        if model.tensors[op.inputs[1]].dtype != "int8":
-            return f"{model.tensors[op.inputs[1]].dtype} weights are not supported"
-    if op.opcode == "PAD" and not model.tensors[op.inputs[1]].is_constant:
-        return "padding amounts must be constant"
-    return None
+                       "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "ADD", "MUL",
+                       "PAD", "LOGISTIC", "TANH", "HARD_SWISH", "CONCATENATION", "QUANTIZE")
+MAX_OP_INPUTS = 16  # EP_MAX_OP_INPUTS in edgepack.h
 
 
 def _scale(t: Tensor) -> float:
@@ -254,6 +196,191 @@ def _scale(t: Tensor) -> float:
 
 def _zp(t: Tensor) -> int:
     return int(t.quantization.zero_point[0]) if t.quantization is not None else 0
+
+
+def _same_quantization(a: Tensor, b: Tensor) -> bool:
+    return np.float32(_scale(a)) == np.float32(_scale(b)) and _zp(a) == _zp(b)
+
+
+def _constant_int(model: Model, index: int) -> np.ndarray | None:
+    if index < 0 or not model.tensors[index].is_constant:
+        return None
+    return np.asarray(model.tensors[index].data).astype(np.int64).reshape(-1)
+
+
+def _check_weighted(model: Model, op: Operator) -> str | None:
+    if len(op.inputs) < 2 or op.inputs[1] < 0 or not model.tensors[op.inputs[1]].is_constant:
+        return "weights that are not constant are not supported"
+    w = model.tensors[op.inputs[1]]
+    if w.dtype != "int8":
+        return f"{w.dtype} weights are not supported (int8 only)"
+    if w.quantization is None:
+        return f"weights '{w.name}' have no quantization"
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = model.tensors[op.inputs[2]]
+        if not b.is_constant:
+            return "a bias that is not constant is not supported"
+        if b.dtype != "int32":
+            return f"{b.dtype} bias is not supported (int32 only)"
+    inp = model.tensors[op.inputs[0]]
+    if op.opcode == "FULLY_CONNECTED":
+        if len(w.shape) != 2:
+            return f"weights of rank {len(w.shape)} (expected [outputs, inputs])"
+        if op.options.get("weights_format", 0) not in (0, "DEFAULT"):  # 1: SHUFFLED4x16INT8
+            return f"weights format {op.options['weights_format']} (shuffled) is not supported"
+        if inp.size % w.shape[1]:
+            return f"input of {inp.size} values is not a multiple of the {w.shape[1]} weights a row"
+        if w.quantization.per_channel and np.any(w.quantization.zero_point != 0):
+            return "per-channel weights with non-zero zero points are not supported"
+        return None
+    if len(w.shape) != 4 or len(inp.shape) != 4:
+        return "input and weights must be 4-D (NHWC, OHWI)"
+    if np.any(w.quantization.zero_point != 0):
+        return "weights with non-zero zero points are not supported (TFLM int8 is symmetric)"
+    if op.opcode == "CONV_2D" and w.shape[3] != inp.shape[3]:
+        return (f"grouped convolution ({inp.shape[3]} input channels, filter has {w.shape[3]}) "
+                "is not supported")
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        mult = op.options.get("depth_multiplier", 1)
+        if w.shape[3] % inp.shape[3] or (mult and w.shape[3] != inp.shape[3] * mult):
+            return (f"{w.shape[3]} output channels are not {inp.shape[3]} input channels times "
+                    f"depth multiplier {mult}")
+    return None
+
+
+def _check_pool(model: Model, op: Operator) -> str | None:
+    if len(model.tensors[op.inputs[0]].shape) != 4:
+        return "input must be 4-D (NHWC)"
+    return None
+
+
+def _check_mean(model: Model, op: Operator) -> str | None:
+    inp, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if len(inp.shape) != 4:
+        return f"input of rank {len(inp.shape)}; the runtime's MEAN reduces 4-D NHWC over H and W"
+    axes = _constant_int(model, op.inputs[1]) if len(op.inputs) > 1 else None
+    if axes is None:
+        return "reduction axes must be constant"
+    if sorted({int(a) % 4 for a in axes}) != [1, 2]:
+        return (f"reduces over axes {[int(a) for a in axes]}; the runtime's MEAN reduces over "
+                "H and W (axes 1, 2) only")
+    if out.size != inp.shape[0] * inp.shape[3]:
+        return f"output shape {list(out.shape)} is not [N, C] or [N, 1, 1, C]"
+    return None
+
+
+def _check_binary(model: Model, op: Operator) -> str | None:
+    a, b, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if a.is_constant or b.is_constant:
+        return "a constant operand is not supported yet"
+    o = _shape4(out.shape)
+    for t in (a, b):
+        s = _shape4(t.shape)
+        if any(d not in (1, od) for d, od in zip(s, o)):
+            return (f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to "
+                    f"{list(out.shape)} (each dimension must match the output or be 1)")
+    return None
+
+
+def _check_fixed_output(scale: float, zero_point: int):
+    def check(model: Model, op: Operator) -> str | None:
+        out = model.tensors[op.outputs[0]]
+        if abs(_scale(out) - scale) > 1e-9 * scale or _zp(out) != zero_point:
+            return (f"int8 {op.opcode} needs output scale 1/{round(1 / scale)} and zero point "
+                    f"{zero_point}, not {_scale(out):g} and {_zp(out)}")
+        return None
+    return check
+
+
+def _check_hard_swish(model: Model, op: Operator) -> str | None:
+    inp, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if quant.hard_swish_params(_scale(inp), _scale(out))[3] > 0:
+        return (f"output scale {_scale(out):g} is under 1/128 of the input scale "
+                f"{_scale(inp):g} (TFLM needs output_multiplier_exponent <= 0)")
+    return None
+
+
+def _check_pad(model: Model, op: Operator) -> str | None:
+    pads = _constant_int(model, op.inputs[1])
+    if pads is None:
+        return "padding amounts must be constant"
+    rank = len(model.tensors[op.inputs[0]].shape)
+    if pads.size != 2 * rank:
+        return f"{pads.size} padding amounts for a rank-{rank} input"
+    if np.any(pads < 0):
+        return "negative padding is not supported"
+    if len(op.inputs) > 2 and op.inputs[2] >= 0 and _constant_int(model, op.inputs[2]) is None:
+        return "the padding value must be constant"
+    return None
+
+
+def _check_concatenation(model: Model, op: Operator) -> str | None:
+    out = model.tensors[op.outputs[0]]
+    if op.fused_activation != "NONE":
+        return f"fused activation {op.fused_activation} on CONCATENATION is not supported"
+    if len(op.inputs) > MAX_OP_INPUTS:
+        return f"{len(op.inputs)} inputs (the runtime takes up to {MAX_OP_INPUTS})"
+    rank = max(len(out.shape), 1)
+    axis = int(op.options.get("axis", 0))
+    if not -rank <= axis < rank:
+        return f"axis {axis} is outside a rank-{rank} output"
+    for i in op.inputs:
+        t = model.tensors[i]
+        if t.is_constant:
+            return f"constant input '{t.name}' is not supported yet"
+        if len(t.shape) != len(out.shape):
+            return f"input '{t.name}' has rank {len(t.shape)}, the output {len(out.shape)}"
+        if not _same_quantization(t, out):
+            return (f"input '{t.name}' is quantized differently from the output "
+                    "(the runtime copies bytes; requantizing concatenation is not supported)")
+    return None
+
+
+def _check_reshape(model: Model, op: Operator) -> str | None:
+    inp, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if inp.size != out.size:
+        return f"{inp.size} input values but {out.size} output values"
+    return None
+
+
+_OP_CHECKS = {
+    "CONV_2D": _check_weighted, "DEPTHWISE_CONV_2D": _check_weighted,
+    "FULLY_CONNECTED": _check_weighted, "MAX_POOL_2D": _check_pool, "AVERAGE_POOL_2D": _check_pool,
+    "MEAN": _check_mean, "ADD": _check_binary, "MUL": _check_binary,
+    "SOFTMAX": _check_fixed_output(1 / 256, -128), "LOGISTIC": _check_fixed_output(1 / 256, -128),
+    "TANH": _check_fixed_output(1 / 128, 0), "HARD_SWISH": _check_hard_swish, "PAD": _check_pad,
+    "CONCATENATION": _check_concatenation, "RESHAPE": _check_reshape, "SQUEEZE": _check_reshape,
+}
+
+
+def unsupported_reason(model: Model, op: Operator) -> str | None:
+    """Why edgepack's runtime cannot run `op`, or None when it can: every option a lowering
+    would otherwise have to guess about is checked here, before anything is folded or written."""
+    if op.opcode not in SUPPORTED_OPERATORS:
+        return f"edgepack's runtime has no {op.opcode} kernel"
+    if len(op.outputs) != 1:
+        return f"{len(op.outputs)} outputs (the runtime's kernels write one)"
+    if not op.inputs or op.inputs[0] < 0:
+        return "no input tensor"
+    for idx in op.inputs + op.outputs:
+        if idx < 0:
+            continue
+        t = model.tensors[idx]
+        if len(t.shape) > 4:
+            return f"tensor '{t.name}' has rank {len(t.shape)}, the runtime handles up to 4"
+        if t.is_constant:
+            continue
+        if t.dtype != "int8":
+            return f"tensor '{t.name}' is {t.dtype}, the runtime computes int8"
+        if t.quantization is None:
+            return f"int8 tensor '{t.name}' has no quantization"
+        if t.quantization.per_channel:
+            return f"activation tensor '{t.name}' is quantized per channel"
+    act = op.fused_activation
+    if act not in quant.ACTIVATIONS:
+        return f"fused activation {act} is not supported"
+    check = _OP_CHECKS.get(op.opcode)
+    return check(model, op) if check is not None else None
 
 
 class _Lowering:
@@ -266,10 +393,8 @@ class _Lowering:
     def requant(self, op: Operator, inp: Tensor, w: Tensor, out: Tensor, channels: int) -> dict:
         wq = w.quantization
         scales = np.asarray(wq.scale, np.float32) if wq is not None else np.ones(1, np.float32)
-        in_s, out_s = np.float64(np.float32(_scale(inp))), np.float64(np.float32(_scale(out)))
-        pairs = [quantize_multiplier(float(in_s * np.float64(s) / out_s)) for s in scales]
-        mult = np.array([p[0] for p in pairs], np.int32)
-        shift = np.array([p[1] for p in pairs], np.int32)
+        multipliers = quant.fc_multipliers if op.opcode == "FULLY_CONNECTED" else quant.conv_multipliers
+        mult, shift = multipliers(_scale(inp), scales, _scale(out))
         if mult.size not in (1, channels):
             raise BuildError(f"operator {op.index} ({op.opcode}): {mult.size} weight scales for "
                              f"{channels} output channels", self.model.path)
@@ -339,7 +464,8 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, oc),
             "weights": self.weights(op, w, oc, step),
             "bias": self.bias(op, oc)}
-        step.scratch_bytes = _scratch(kh * kw * wc, step.weights_form.startswith("palette"))
+        step.scratch_bytes = conv2d_scratch_bytes(kh * kw * wc,
+                                                  step.weights_form.startswith("palette"))
         return step
 
     def lower_depthwise_conv_2d(self, op: Operator) -> PlanStep:
@@ -364,8 +490,7 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, oc),
             "weights": self.weights(op, w, 1, step),
             "bias": self.bias(op, oc)}
-        if step.weights_form.startswith("palette"):
-            step.scratch_bytes = palette_table_bytes()
+        step.scratch_bytes = depthwise_conv2d_scratch_bytes(step.weights_form.startswith("palette"))
         return step
 
     def lower_fully_connected(self, op: Operator) -> PlanStep:
@@ -383,7 +508,8 @@ class _Lowering:
             "requant": self.requant(op, inp, w, out, out_depth),
             "weights": self.weights(op, w, out_depth, step),
             "bias": self.bias(op, out_depth)}
-        step.scratch_bytes = _scratch(in_depth, step.weights_form.startswith("palette"))
+        step.scratch_bytes = fully_connected_scratch_bytes(
+            in_depth, step.weights_form.startswith("palette"))
         return step
 
     def _pool(self, op: Operator, kernel: str) -> PlanStep:
@@ -418,37 +544,28 @@ class _Lowering:
 
     def lower_softmax(self, op: Operator) -> PlanStep:
         inp = self.t(op.inputs[0])
-        beta = float(op.options.get("beta", 1.0))
-        # PreprocessSoftmaxScaling(beta, input_scale, kScaledDiffIntegerBits = 5)
-        real = min(beta * float(np.float32(_scale(inp))) * (1 << (31 - 5)), float((1 << 31) - 1))
-        mult, shift = quantize_multiplier(real)
-        # CalculateInputRadius(5, shift, 31)
-        radius = math.floor(((1 << 5) - 1) * float(1 << (31 - 5)) / float(1 << shift))
-        depth = int(inp.shape[-1])
+        mult, shift, diff_min = quant.softmax_params(float(op.options.get("beta", 1.0)), _scale(inp))
+        depth = int(inp.shape[-1]) if inp.shape else 1
         return self._step(op, "EP_KERNEL_SOFTMAX", "ep_softmax_params", [op.inputs[0]], {
             "rows": inp.size // depth, "depth": depth, "input_multiplier": mult,
-            "input_left_shift": shift, "diff_min": -radius})
+            "input_left_shift": shift, "diff_min": diff_min})
 
     def lower_add(self, op: Operator) -> PlanStep:
         a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
-        left_shift = 20
-        twice_max = 2 * max(float(np.float32(_scale(a))), float(np.float32(_scale(b))))
-        m1, s1 = quantize_multiplier(_scale(a) / twice_max)
-        m2, s2 = quantize_multiplier(_scale(b) / twice_max)
-        mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * _scale(out)))
+        p = quant.add_params(_scale(a), _scale(b), _scale(out))
         lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
         return self._step(op, "EP_KERNEL_ADD", "ep_add_params", op.inputs[:2], {
             "input1": _shape_init(a.shape), "input2": _shape_init(b.shape),
             "output": _shape_init(out.shape), "input1_offset": -_zp(a), "input2_offset": -_zp(b),
-            "output_offset": _zp(out), "left_shift": left_shift,
-            "input1_multiplier": m1, "input1_shift": s1, "input2_multiplier": m2,
-            "input2_shift": s2, "output_multiplier": mo, "output_shift": so,
+            "output_offset": _zp(out), "left_shift": p["left_shift"],
+            "input1_multiplier": p["input1_multiplier"], "input1_shift": p["input1_shift"],
+            "input2_multiplier": p["input2_multiplier"], "input2_shift": p["input2_shift"],
+            "output_multiplier": p["output_multiplier"], "output_shift": p["output_shift"],
             "act_min": lo, "act_max": hi})
 
     def lower_mul(self, op: Operator) -> PlanStep:
         a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
-        m, s = quantize_multiplier(float(np.float64(np.float32(_scale(a))) * np.float32(_scale(b))
-                                         / np.float32(_scale(out))))
+        m, s = quant.mul_multiplier(_scale(a), _scale(b), _scale(out))
         lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
         return self._step(op, "EP_KERNEL_MUL", "ep_mul_params", op.inputs[:2], {
             "input1": _shape_init(a.shape), "input2": _shape_init(b.shape),
@@ -467,24 +584,52 @@ class _Lowering:
             "input": _shape_init(inp.shape), "output": _shape_init(out.shape),
             "before": before, "pad_value": value})
 
-    def lower_logistic(self, op: Operator) -> PlanStep:
+    def _sigmoid(self, op: Operator, kernel: str) -> PlanStep:
         inp = self.t(op.inputs[0])
-        # TFLM logistic int8: input_multiplier from in_scale * 2^(31-4), CalculateInputRadius(4,...)
-        real = float(np.float32(_scale(inp))) * (1 << (31 - 4))
-        q, exp = math.frexp(real)
-        mult = _tflite_round(q * (1 << 31))
-        if mult == 1 << 31:
-            mult //= 2
-            exp += 1
-        radius = math.floor(((1 << 4) - 1) * float(1 << (31 - 4)) / float(1 << exp))
-        return self._step(op, "EP_KERNEL_LOGISTIC", "ep_sigmoid_params", [op.inputs[0]], {
+        mult, shift, radius = quant.sigmoid_params(_scale(inp))
+        return self._step(op, kernel, "ep_sigmoid_params", [op.inputs[0]], {
             "size": inp.size, "input_zero_point": _zp(inp), "input_range_radius": radius,
-            "input_multiplier": mult, "input_left_shift": exp})
+            "input_multiplier": mult, "input_left_shift": shift})
+
+    def lower_logistic(self, op: Operator) -> PlanStep:
+        return self._sigmoid(op, "EP_KERNEL_LOGISTIC")
+
+    def lower_tanh(self, op: Operator) -> PlanStep:
+        return self._sigmoid(op, "EP_KERNEL_TANH")
+
+    def lower_hard_swish(self, op: Operator) -> PlanStep:
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        rm, re, om, oe = quant.hard_swish_params(_scale(inp), _scale(out))
+        return self._step(op, "EP_KERNEL_HARD_SWISH", "ep_hard_swish_params", [op.inputs[0]], {
+            "size": inp.size, "input_zero_point": _zp(inp), "output_zero_point": _zp(out),
+            "reluish_multiplier_fixedpoint_int16": rm, "reluish_multiplier_exponent": re,
+            "output_multiplier_fixedpoint_int16": om, "output_multiplier_exponent": oe})
+
+    def lower_mean(self, op: Operator) -> PlanStep:
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        _, h, w, _ = inp.shape
+        m, s = quant.mean_multiplier(_scale(inp), _scale(out), h * w)
+        return self._step(op, "EP_KERNEL_MEAN", "ep_mean_params", [op.inputs[0]], {
+            "input": _shape_init(inp.shape), "mode": C("EP_MEAN_TFLM"),
+            "input_zero_point": _zp(inp), "output_zero_point": _zp(out),
+            "multiplier": m, "shift": s})
+
+    def lower_concatenation(self, op: Operator) -> PlanStep:
+        out = self.t(op.outputs[0])
+        shape = [int(d) for d in out.shape] or [1]
+        axis = int(op.options.get("axis", 0)) % len(shape)
+        sizes = np.array([(self.t(i).shape or [1])[axis] for i in op.inputs], np.int32)
+        sym = self.blob.add(f"ep_op{op.index:03d}_axis_sizes", sizes, "int32_t", "axis sizes")
+        return self._step(op, "EP_KERNEL_CONCATENATION", "ep_concatenation_params",
+                          list(op.inputs), {
+                              "num_inputs": len(op.inputs),
+                              "outer": int(np.prod(shape[:axis], dtype=np.int64)),
+                              "inner": int(np.prod(shape[axis + 1:], dtype=np.int64)),
+                              "axis_sizes": C(sym)})
 
     def lower_quantize(self, op: Operator) -> PlanStep:
         inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
-        m, s = quantize_multiplier(float(np.float64(np.float32(_scale(inp)))
-                                         / np.float64(np.float32(_scale(out)))))
+        m, s = quant.requantize_multiplier(_scale(inp), _scale(out))
         return self._step(op, "EP_KERNEL_QUANTIZE", "ep_quantize_params", [op.inputs[0]], {
             "size": inp.size, "input_zero_point": _zp(inp), "output_zero_point": _zp(out),
             "multiplier": m, "shift": s})
@@ -725,6 +870,8 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
                vela_bytes=c_bytes(vela_model))
         render("vela_model.h.j2", dest / "npu/vela_model.h", **ctx, vela_size=len(vela_model))
         render("npu_README.md.j2", dest / "npu/README.md", **ctx, vela_size=len(vela_model))
+        render("host_steps.c.j2", dest / "src/host_steps.c", **ctx)
+        files.append("src/host_steps.c")
         (dest / "npu" / "model_vela.tflite").write_bytes(vela_model)
         files += ["npu/vela_model.c", "npu/vela_model.h", "npu/README.md", "npu/model_vela.tflite"]
     from . import flash
