@@ -46,6 +46,7 @@ INT8_LIMIT = 127  # symmetric int8 weights: TFLite requires zero point 0 and [-1
 DP_POINTS = 512  # the exact DP runs on at most this many (grouped) points, Lloyd refines on all
 MAX_ROUNDS = 40
 CONVERGED = 1e-4  # stop when a round lowers the squared error by less than this fraction
+HYPOTHESIS_MARGIN = 4.0  # a start whose first-round error is this much worse is dropped
 RANDOM_CALIBRATION_SAMPLES = 32
 RANDOM_CALIBRATION_SEED = 0
 
@@ -328,12 +329,13 @@ def _solve_scales(w: np.ndarray, v: np.ndarray, previous: np.ndarray, per_channe
 
 
 def _fold_real(w: np.ndarray, gains: np.ndarray, k: int, pin_zero: bool, per_channel: bool,
-               tables: dict | None = None):
-    """Real phase: alternate 1-D clustering of w / g (weights g^2) and closed-form gains."""
-    codebook = None
+               tables: dict | None = None, codebook: np.ndarray | None = None,
+               rounds: int = MAX_ROUNDS):
+    """Real phase: alternate 1-D clustering of w / g (weights g^2) and closed-form gains.
+    Returns (codebook, gains, squared error); `codebook` continues an earlier call."""
     best = None
     err_prev = math.inf
-    for _ in range(MAX_ROUNDS):
+    for _ in range(rounds):
         x = w / gains[:, None]
         codebook = cluster_1d(x, (gains * gains)[:, None], k, pin_zero, init=codebook,
                               tables=tables if codebook is None else None)
@@ -345,7 +347,7 @@ def _fold_real(w: np.ndarray, gains: np.ndarray, k: int, pin_zero: bool, per_cha
         if err >= err_prev * (1 - CONVERGED):
             break
         err_prev = err
-    return best[1], best[2]
+    return best[1], best[2], best[0]
 
 
 def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: bool,
@@ -533,10 +535,17 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
             if cache is not None:
                 cache["gains"] = gains
         hypotheses.append(("per-channel gain", gains))
-    best = None
+    # one round of each hypothesis; only those within HYPOTHESIS_MARGIN of the best go on
+    started = []
     for name, gains in hypotheses:
         tables = cache.setdefault(name, {"kmax": cache["kmax"]}) if cache is not None else None
-        codebook, gains = _fold_real(w, gains, k, pin_zero, per_channel, tables)
+        started.append((name,) + _fold_real(w, gains, k, pin_zero, per_channel, tables, rounds=1))
+    lowest = min(err for _, _, _, err in started)
+    best = None
+    for name, codebook, gains, err in started:
+        if err > HYPOTHESIS_MARGIN * lowest:
+            continue
+        codebook, gains, _ = _fold_real(w, gains, k, pin_zero, per_channel, codebook=codebook)
         values, out = _fold_int(w, codebook, gains, pin_zero, per_channel)
         # scales as stored (float32), zero channels keep their old scale, then the final
         # assignment for exactly those scales
