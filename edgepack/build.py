@@ -49,6 +49,7 @@ class LayerInfo:
     dense_weight_bytes: int
     output_offset: int
     output_bytes: int
+    output_name: str = ""  # the output tensor's name (Vela keeps it for operators on the CPU)
 
 
 @dataclass
@@ -342,7 +343,8 @@ def codegen_layer(step: codegen.PlanStep, model: Model, arena: codegen.ArenaPlan
                      target=placement.get(step.index, "cpu"), weights_form=step.weights_form,
                      weight_bytes=step.weight_bytes, dense_weight_bytes=step.dense_weight_bytes,
                      output_offset=arena.offsets[step.output],
-                     output_bytes=model.tensors[step.output].size)
+                     output_bytes=model.tensors[step.output].size,
+                     output_name=model.tensors[step.output].name)
 
 
 def load_build_json(directory: str | os.PathLike) -> dict:

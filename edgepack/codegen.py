@@ -872,6 +872,8 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
         render("npu_README.md.j2", dest / "npu/README.md", **ctx, vela_size=len(vela_model))
         render("host_steps.c.j2", dest / "src/host_steps.c", **ctx)
         files.append("src/host_steps.c")
+        render("host_steps.c.j2", dest / "src/host_steps.c", **ctx)
+        files.append("src/host_steps.c")
         (dest / "npu" / "model_vela.tflite").write_bytes(vela_model)
         files += ["npu/vela_model.c", "npu/vela_model.h", "npu/README.md", "npu/model_vela.tflite"]
     from . import flash

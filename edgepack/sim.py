@@ -50,6 +50,7 @@ class RunResult:
     output: str = ""
     failure: str = ""  # one line when not passed
     memory: list[dict] = field(default_factory=list)  # per region, from the map file
+    first_difference: dict | None = None  # npu-model: the first layer that differs (npu.compare)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -304,34 +305,50 @@ def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], l
     return ins, outs
 
 
+def _host_steps(project: Path, info: dict):
+    from .npu.host_steps import HostSteps, build_library
+
+    return HostSteps(build_library(project), info["layers"], len(info["input_shapes"]),
+                     len(info["output_shapes"]))
+
+
 def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -> RunResult:
-    """Run npu/model_vela.tflite in edgepack's functional Ethos-U model on the golden inputs."""
+    """Run npu/model_vela.tflite on the golden inputs as the device would: `ethos-u` operators in
+    edgepack's functional Ethos-U model, operators Vela left on the CPU in the project's own plan
+    and C runtime (host build). On a mismatch, name the first layer that differs."""
     from .errors import ModelError
     from .npu import run_vela_model
+    from .npu.compare import compare_layers
+    from .npu.host_steps import cpu_op_runner
+    from .npu.runner import _read_tflite
 
     vela_path = project / "npu" / "model_vela.tflite"
     if not vela_path.is_file():
         raise UsageError("npu/model_vela.tflite is missing: rebuild the project", str(project))
+    vela_bytes = vela_path.read_bytes()
     where = f"NPU path: Vela's command stream for {board.npu.accelerator} in edgepack's functional Ethos-U model"
-    cpu_ops = info.get("vela", {}).get("cpu_operators", []) if info.get("vela") else []
-
-    def cpu_op_runner(index, op, arrays):
-        # Operators Vela leaves on the CPU would run in edgepack's host runtime; not wired yet.
-        raise ModelError(f"operator {index} of Vela's output runs on the CPU; the npu-model run "
-                         "does not execute CPU operators yet")
-
-    ins, outs = golden_vectors(project, info)
     t0 = time.perf_counter()
     r = RunResult(sim="npu-model", where=where, passed=False, exit_code=None, result_line="",
                   counter="", command=["edgepack.npu.run_vela_model", str(vela_path)])
+    ins, outs = golden_vectors(project, info)
+    batched = [np.stack([row[k] for row in ins]) for k in range(len(info["input_shapes"]))]
+    host = None
     try:
-        batched = [np.stack([row[k] for row in ins]) for k in range(len(info["input_shapes"]))]
-        got = run_vela_model(vela_path.read_bytes(), batched, cpu_op_runner if cpu_ops else None)
+        vela_model = _read_tflite(vela_bytes)
+        codes = vela_model.operatorCodes
+        n_cpu = sum(1 for op in vela_model.subgraphs[0].operators or []
+                    if not (codes[op.opcodeIndex].customCode or b"").decode() == "ethos-u")
+        runner = None
+        if n_cpu:
+            host = _host_steps(project, info)
+            runner = cpu_op_runner(host, vela_model)
+            r.where += (f", {n_cpu} operator{'s' if n_cpu > 1 else ''} Vela left on the CPU in the "
+                        "project's C runtime (host build)")
+        got = run_vela_model(vela_bytes, batched, runner)
     except ModelError as err:
         r.failure = f"the functional model could not run it: {err}"
         r.wall_s = time.perf_counter() - t0
         return r
-    r.wall_s = time.perf_counter() - t0
     bad, first = 0, None
     for g, row in enumerate(outs):
         for k, want in enumerate(row):
@@ -349,5 +366,13 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
         r.passed = True
     else:
         r.result_line = f"EDGEPACK RESULT: FAIL {passed}/{n} inputs, {bad} mismatched bytes; {first}"
-        r.failure = r.result_line[len("EDGEPACK RESULT: "):]
+        try:
+            host = host or _host_steps(project, info)
+            golden = [np.stack([row[k] for row in outs]) for k in range(len(info["output_shapes"]))]
+            cmp = compare_layers(vela_bytes, batched, golden, host)
+            r.first_difference = cmp.mismatch.as_dict() if cmp.mismatch else None
+            r.failure = r.result_line[len("EDGEPACK RESULT: "):] + "; " + cmp.describe()
+        except (ModelError, BuildError) as err:
+            r.failure = r.result_line[len("EDGEPACK RESULT: "):] + f"; no per-layer comparison: {err}"
+    r.wall_s = time.perf_counter() - t0
     return r

@@ -246,3 +246,79 @@ def fc_multipliers(s_in: float, w_scales, s_out: float) -> tuple[np.ndarray, np.
         m, s = quantize_multiplier(prod / float(np.float32(s_out)))
         return np.asarray([m], np.int32), np.asarray([s], np.int32)
     return conv_multipliers(s_in, w_scales, s_out)
+
+
+# --------------------------------------------------------------------------------------
+# Multi-operator graphs
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Op:
+    """One operator of a `graph_model`: inputs/outputs name tensors of the graph (None: omitted)."""
+
+    opcode: int
+    inputs: list
+    outputs: list
+    options_name: str | None = None
+    options: object = None
+    version: int = 1
+
+
+def graph_model(tensors: dict, ops: list, inputs: list, outputs: list) -> bytes:
+    """Bytes of a TFLite model of several operators. `tensors` maps a name to its `T` (the name is
+    the tensor's name in the model); `inputs`/`outputs` name the graph's inputs and outputs."""
+    model = tfl.ModelT()
+    model.version = 3
+    model.description = "edgepack multi-op test model"
+    model.buffers = [tfl.BufferT()]
+    codes: dict[tuple[int, int], int] = {}
+    model.operatorCodes = []
+    sg = tfl.SubGraphT()
+    sg.tensors = []
+    index: dict[str, int] = {}
+    for name, t in tensors.items():
+        tt = tfl.TensorT()
+        tt.shape = np.asarray(t.shape, np.int32)
+        tt.type = _TYPES[np.dtype(t.dtype)]
+        tt.name = name.encode()
+        buf = tfl.BufferT()
+        if t.data is not None:
+            arr = np.ascontiguousarray(np.asarray(t.data, dtype=t.dtype).reshape(t.shape))
+            buf.data = np.frombuffer(arr.tobytes(), np.uint8)
+        model.buffers.append(buf)
+        tt.buffer = len(model.buffers) - 1
+        if t.s is not None:
+            q = tfl.QuantizationParametersT()
+            scales = np.atleast_1d(np.asarray(t.s, np.float32))
+            zps = np.atleast_1d(np.asarray(t.zp, np.int64))
+            if zps.size == 1 and scales.size > 1:
+                zps = np.repeat(zps, scales.size)
+            q.scale, q.zeroPoint, q.quantizedDimension = scales, zps, t.qdim
+            tt.quantization = q
+        index[name] = len(sg.tensors)
+        sg.tensors.append(tt)
+    sg.operators = []
+    for o in ops:
+        key = (o.opcode, o.version)
+        if key not in codes:
+            oc = tfl.OperatorCodeT()
+            oc.builtinCode = o.opcode
+            oc.deprecatedBuiltinCode = min(o.opcode, 127)
+            oc.version = o.version
+            codes[key] = len(model.operatorCodes)
+            model.operatorCodes.append(oc)
+        op = tfl.OperatorT()
+        op.opcodeIndex = codes[key]
+        op.inputs = np.asarray([-1 if n is None else index[n] for n in o.inputs], np.int32)
+        op.outputs = np.asarray([index[n] for n in o.outputs], np.int32)
+        if o.options_name is not None:
+            op.builtinOptionsType = getattr(tfl.BuiltinOptions, o.options_name)
+            op.builtinOptions = o.options
+        sg.operators.append(op)
+    sg.inputs = np.asarray([index[n] for n in inputs], np.int32)
+    sg.outputs = np.asarray([index[n] for n in outputs], np.int32)
+    sg.name = b"main"
+    model.subgraphs = [sg]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
