@@ -51,10 +51,10 @@ def sanitizer_env() -> dict:
     return env
 
 
-def build_library(sanitize: bool | None = None, out_dir: Path | None = None) -> Path:
-    """Compile firmware/src/*.c into a shared library (cached by source hash)."""
+def build_library(sanitize: bool | None = None, out_dir: Path | None = None, defines: tuple = ()) -> Path:
+    """Compile firmware/src/*.c into a shared library (cached by source hash and flags)."""
     sanitize = sanitizing() if sanitize is None else sanitize
-    flags = BASE_FLAGS + (SAN_FLAGS if sanitize else [])
+    flags = BASE_FLAGS + (SAN_FLAGS if sanitize else []) + [f"-D{d}" for d in defines]
     h = hashlib.sha256(" ".join(flags).encode())
     for p in SOURCES + HEADERS:
         h.update(p.name.encode())
@@ -237,9 +237,9 @@ class Weights:
 class Runtime:
     """The compiled runtime. Kernel wrappers take numpy arrays and keyword parameters."""
 
-    def __init__(self, sanitize: bool | None = None):
+    def __init__(self, sanitize: bool | None = None, defines: tuple = ()):
         self.sanitize = sanitizing() if sanitize is None else sanitize
-        self.path = build_library(self.sanitize)
+        self.path = build_library(self.sanitize, defines=defines)
         self.lib = C.CDLL(str(self.path))
         for name in ["ep_conv2d_s8_get_buffer_size", "ep_depthwise_conv2d_s8_get_buffer_size",
                      "ep_fully_connected_s8_get_buffer_size"]:

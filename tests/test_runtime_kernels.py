@@ -38,6 +38,12 @@ def rt():
     return Runtime()
 
 
+@pytest.fixture(scope="module")
+def rt_lut():
+    """A build whose palette kernels always use the per-index lookup path (never the pair table)."""
+    return Runtime(defines=("EP_PALETTE_FORCE_LUT",))
+
+
 def configs(kernel_id: int):
     idx = [int(ONLY)] if ONLY is not None else range(N_CONFIGS)
     for i in idx:
@@ -81,7 +87,7 @@ def weight_forms(rng, i, shape, rows):
 
 
 # ------------------------------------------------------------------------------ CONV_2D
-def test_conv2d(rt):
+def test_conv2d(rt, rt_lut):
     failures = []
     for i, rng in configs(1):
         n = int(rng.integers(1, 3))
@@ -116,12 +122,12 @@ def test_conv2d(rt):
         expected = run_tflm(model, [x])
         mult, shift = conv_multipliers(s_in, w_scales, s_out)
         lo, hi = activation_range(act, s_out, zp_out)
-        for wf in forms:
-            got = rt.conv2d(x, wf, bias, mult, shift, filter_shape=fshape, out_shape=(n, oh, ow, cout),
-                            stride=(sh, sw), dilation=(dh, dw), pad=(pad_before(h, kh, sh, dh, oh),
-                                                                     pad_before(w, kw, sw, dw, ow)),
-                            input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
-            compare(failures, "conv2d", i, expected, got, f"form={wf.form} bits={wf.bits}")
+        for r, wf in [(rt, forms[0]), (rt, forms[1]), (rt_lut, forms[1])]:
+            got = r.conv2d(x, wf, bias, mult, shift, filter_shape=fshape, out_shape=(n, oh, ow, cout),
+                           stride=(sh, sw), dilation=(dh, dw), pad=(pad_before(h, kh, sh, dh, oh),
+                                                                    pad_before(w, kw, sw, dw, ow)),
+                           input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
+            compare(failures, "conv2d", i, expected, got, f"form={wf.form} bits={wf.bits} lut={r is rt_lut}")
     report(failures, N_CONFIGS)
 
 
@@ -173,7 +179,7 @@ def test_depthwise_conv2d(rt):
 
 
 # ------------------------------------------------------------------------------ FULLY_CONNECTED
-def test_fully_connected(rt):
+def test_fully_connected(rt, rt_lut):
     failures = []
     for i, rng in configs(3):
         batches = int(rng.integers(1, 4))
@@ -198,10 +204,10 @@ def test_fully_connected(rt):
         expected = run_tflm(model, [x])
         m, s = fc_multipliers(s_in, w_scales, s_out)
         lo, hi = activation_range(act, s_out, zp_out)
-        for wf in forms:
-            got = rt.fully_connected(x, wf, bias, m, s, batches=batches, input_depth=din, output_depth=dout,
-                                     input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
-            compare(failures, "fc", i, expected, got, f"form={wf.form} bits={wf.bits} pc={per_channel}")
+        for r, wf in [(rt, forms[0]), (rt, forms[1]), (rt_lut, forms[1])]:
+            got = r.fully_connected(x, wf, bias, m, s, batches=batches, input_depth=din, output_depth=dout,
+                                    input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
+            compare(failures, "fc", i, expected, got, f"form={wf.form} bits={wf.bits} lut={r is rt_lut}")
     report(failures, N_CONFIGS)
 
 

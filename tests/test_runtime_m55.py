@@ -23,3 +23,12 @@ def test_m55_firmware_matches_host(tmp_path):
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "op" in line or "random" in line]
     assert len(rows) >= 16 + 64
     assert "MISMATCH" not in r.stdout
+
+
+def test_m55_lookup_path_matches_host(tmp_path):
+    """The per-index lookup decode (small layers), forced everywhere, on random layers."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "runtime_kernels.py"), "--models", "none", "--random",
+                        "48", "--seed", "11", "--cflags=-DEP_PALETTE_FORCE_LUT"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "MISMATCH" not in r.stdout

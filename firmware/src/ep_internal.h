@@ -117,7 +117,11 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
     const int32_t b = w->bits;
     const int32_t codes = (int32_t)1 << b;
     int32_t k;
+#ifdef EP_PALETTE_FORCE_LUT /* test builds: exercise the per-index lookup path everywhere */
+    if (macs < 0) {
+#else
     if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)2 << (2 * b))) {
+#endif
         uint32_t lo[16];
         int32_t hi;
         for (k = 0; k < codes; ++k) lo[k] = (uint16_t)(int16_t)ep_code(w, k);
