@@ -32,6 +32,12 @@ static inline int32_t mac_pair(int32_t acc, uint32_t a, uint32_t b)
 #endif
 }
 
+/* Two int16-range values as the halves of one word (PKHBT on Arm). */
+static inline uint32_t pack_pair(int32_t lo, int32_t hi)
+{
+    return (uint32_t)(uint16_t)lo | ((uint32_t)hi << 16);
+}
+
 #if defined(__GNUC__)
 #define EP_UNROLL_FULLY _Pragma("GCC unroll 32")
 #else
@@ -49,12 +55,36 @@ static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const 
     EP_UNROLL_FULLY
     for (k = 0; k < b; ++k) wv[k] = ep_load_u32le(row + 4 * k);
     EP_UNROLL_FULLY
-    for (j = 0; j < 32; ++j) {
-        const int pos = j * b;
+    for (j = 0; j < 32; j += 2) {
+        uint32_t v0, v1;
+        int pos = j * b;
+        int sh = pos & 31;
+        v0 = wv[pos >> 5] >> sh;
+        if (sh + b > 32) v0 |= wv[(pos >> 5) + 1] << (32 - sh);
+        pos += b;
+        sh = pos & 31;
+        v1 = wv[pos >> 5] >> sh;
+        if (sh + b > 32) v1 |= wv[(pos >> 5) + 1] << (32 - sh);
+        acc = mac_pair(acc, pack_pair(lut[v0 & ((1u << b) - 1u)], lut[v1 & ((1u << b) - 1u)]), ld_pair(x + j));
+    }
+    return acc;
+}
+
+/* 3-bit indices in pair mode: 16 pairs of 6 bits in 3 words, pair[p] holds both codes. */
+static inline int32_t pair_group32_b3(const uint8_t *row, const uint32_t *pair, const int16_t *x)
+{
+    uint32_t wv[3];
+    int32_t acc = 0;
+    int k, j;
+    EP_UNROLL_FULLY
+    for (k = 0; k < 3; ++k) wv[k] = ep_load_u32le(row + 4 * k);
+    EP_UNROLL_FULLY
+    for (j = 0; j < 16; ++j) {
+        const int pos = j * 6;
         const int sh = pos & 31;
         uint32_t v = wv[pos >> 5] >> sh;
-        if (sh + b > 32) v |= wv[(pos >> 5) + 1] << (32 - sh);
-        acc += lut[v & ((1u << b) - 1u)] * x[j];
+        if (sh + 6 > 32) v |= wv[(pos >> 5) + 1] << (32 - sh);
+        acc = mac_pair(acc, pair[v & 63u], ld_pair(x + 2 * j));
     }
     return acc;
 }
@@ -110,10 +140,8 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
     switch (bits) {
     case 8:
         for (; i + 4 <= n; i += 4, row += 4) {
-            acc += lut[row[0]] * x[i];
-            acc += lut[row[1]] * x[i + 1];
-            acc += lut[row[2]] * x[i + 2];
-            acc += lut[row[3]] * x[i + 3];
+            acc = mac_pair(acc, pack_pair(lut[row[0]], lut[row[1]]), ld_pair(x + i));
+            acc = mac_pair(acc, pack_pair(lut[row[2]], lut[row[3]]), ld_pair(x + i + 2));
         }
         for (; i < n; ++i) acc += lut[*row++] * x[i];
         return acc;
@@ -256,6 +284,33 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
         if (i < n) {
             wd = ep_load_u32le(row);
             for (; i < n; i += 2, wd >>= 4, x += 2) acc = mac_pair(acc, pair[wd & 0xFu], ld_pair(x));
+        }
+        return acc;
+    case 3:
+        for (; i + 32 <= n; i += 32, row += 12, x += 32) acc += pair_group32_b3(row, pair, x);
+        if (i < n) {
+            /* The remaining < 32 indices of the row's last words: pairs through a bit window. */
+            uint32_t cur = 0;
+            int32_t have = 0;
+            for (; i < n; i += 2, x += 2) {
+                /* A last odd index takes only its own 3 bits (the row may end right after them);
+                 * its pair entry then has code 0 in the high half, multiplied by the zero pad x[n]. */
+                const int32_t nb = n - i >= 2 ? 6 : 3;
+                const uint32_t mask = (1u << nb) - 1u;
+                uint32_t v;
+                if (have >= nb) {
+                    v = cur & mask;
+                    cur >>= nb;
+                    have -= nb;
+                } else {
+                    const uint32_t next = ep_load_u32le(row);
+                    row += 4;
+                    v = (cur | (next << have)) & mask;
+                    cur = next >> (nb - have);
+                    have = 32 - (nb - have);
+                }
+                acc = mac_pair(acc, pair[v], ld_pair(x));
+            }
         }
         return acc;
     default: /* 1 */

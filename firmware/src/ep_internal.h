@@ -107,7 +107,7 @@ static inline int32_t ep_code(const ep_weights *w, int32_t k)
 
 /*
  * Build the decode table for palette weights in `table` (EP_PALETTE_TABLE_BYTES, 4-aligned).
- * Pair mode (returns 1, for 1-, 2- and 4-bit indices when the call does at least
+ * Pair mode (returns 1, for 1-, 2-, 3- and 4-bit indices when the call does at least
  * 2 * 2^(2b) multiply-accumulates: the table costs about 3 instructions an entry): table[i0 | i1 << b] holds the codebook values of two
  * adjacent indices as int16 halves, for ep_dot_palette_pair. Otherwise (returns 0)
  * table[k] = codebook value as int32, for ep_dot_palette_lut.
@@ -120,7 +120,7 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
 #ifdef EP_PALETTE_FORCE_LUT /* test builds: exercise the per-index lookup path everywhere */
     if (macs < 0) {
 #else
-    if ((b == 1 || b == 2 || b == 4) && macs >= ((int64_t)2 << (2 * b))) {
+    if ((b == 1 || b == 2 || b == 3 || b == 4) && macs >= ((int64_t)2 << (2 * b))) {
 #endif
         uint32_t lo[16];
         int32_t hi;
