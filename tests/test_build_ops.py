@@ -1,0 +1,330 @@
+"""Spec: every operator the runtime has goes through `edgepack build` and runs bit-exactly
+against TFLM, and every option a lowering cannot honour stops the build with one line.
+
+Multi-operator int8 models are built here with the flatbuffers builder (tests/opmodels.py
+`graph_model`), weights and quantization drawn from a seed:
+* a MobileNetV2-like block: CONV 3x3 s2 RELU6 -> DEPTHWISE 3x3 RELU6 -> CONV 1x1 -> ADD residual
+  -> HARD_SWISH -> PAD -> AVERAGE_POOL -> MEAN (keep_dims) -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX
+* a gating model: CONV RELU -> TANH, LOGISTIC -> MEAN (keep_dims) -> MUL (broadcast) ->
+  CONCATENATION (channels, then height) -> QUANTIZE -> MAX_POOL -> MEAN (no keep_dims) -> FC
+  RELU_N1_TO_1
+Each is built with `edgepack build --board host` and run with `edgepack run --sim host
+--sanitize` (ASan/UBSan), dense and folded (`--clusters 8`, and `--clusters 5` for 3-bit
+palette indices); the gating model also for mps3-an547 under QEMU. The firmware compares with
+the golden outputs TFLM computed at build time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as tfl
+
+from edgepack.cli import main
+from edgepack.quant import conv_output_size
+from tests.firmware_support import needs
+from tests.opmodels import Op, T, graph_model, run_tflm
+
+OP = tfl.BuiltinOperator
+ACT = tfl.ActivationFunctionType
+HOST = needs("gcc", "cmake", "ninja")
+ARM = needs("arm-none-eabi-gcc", "qemu-system-arm", "cmake", "ninja")
+SEED = 20261122
+
+
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+class Graph:
+    """An int8 graph under construction. Each method adds one operator and returns its output
+    tensor's name; output scales follow the expected spread of the result so that values stay
+    mostly inside int8 (a saturated layer would make bit-exactness trivial)."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.tensors: dict[str, T] = {}
+        self.ops: list[Op] = []
+
+    # -- tensors
+    def _name(self, prefix: str) -> str:
+        return f"{prefix}{len(self.tensors)}"
+
+    def act(self, shape, s: float | None = None, zp: int | None = None) -> str:
+        name = self._name("x")
+        s = f32(np.exp(self.rng.uniform(np.log(0.01), np.log(0.1)))) if s is None else f32(s)
+        zp = int(self.rng.integers(-30, 31)) if zp is None else int(zp)
+        self.tensors[name] = T(list(shape), s=s, zp=zp, name=name)
+        return name
+
+    def like(self, x: str, shape=None) -> str:
+        t = self.tensors[x]
+        return self.act(shape or t.shape, t.s, t.zp)
+
+    def const(self, data, dtype, s=None, zp=0, qdim=0) -> str:
+        name = self._name("c")
+        data = np.asarray(data, dtype)
+        self.tensors[name] = T(list(data.shape), dtype, s, zp, data, qdim, name)
+        return name
+
+    def shape(self, x: str) -> list[int]:
+        return list(self.tensors[x].shape)
+
+    def scale(self, x: str) -> float:
+        return float(self.tensors[x].s)
+
+    def _op(self, code, inputs, output, options_name=None, options=None, version=1) -> str:
+        self.ops.append(Op(code, inputs, [output], options_name, options, version))
+        return output
+
+    # -- weighted operators
+    def _weights(self, shape, channels: int, fan_in: int, x: str):
+        w = self.rng.integers(-127, 128, size=shape).astype(np.int8)
+        w_s = np.float32(np.exp(self.rng.uniform(np.log(0.002), np.log(0.02), channels)))
+        acc_std = 50.0 * 73.0 * np.sqrt(fan_in)  # |x - zp| ~ 50, uniform int8 weights ~ 73
+        bias = (self.rng.normal(0, 0.3 * acc_std, channels)).astype(np.int32)
+        s_out = f32(self.scale(x) * float(np.mean(w_s)) * acc_std / 40.0
+                    * self.rng.uniform(0.7, 1.3))
+        return w, w_s, bias, s_out
+
+    def conv(self, x, cout, k, stride=1, act=ACT.NONE, padding=tfl.Padding.SAME) -> str:
+        n, h, w_, cin = self.shape(x)
+        w, w_s, bias, s_out = self._weights((cout, k, k, cin), cout, k * k * cin, x)
+        wt = self.const(w, np.int8, list(map(float, w_s)), 0, 0)
+        bt = self.const(bias, np.int32, list(map(float, np.float32(self.scale(x)) * w_s)), 0, 0)
+        pad = "SAME" if padding == tfl.Padding.SAME else "VALID"
+        oh, ow = (conv_output_size(pad, h, k, stride), conv_output_size(pad, w_, k, stride))
+        out = self.act([n, oh, ow, cout], s_out)
+        o = tfl.Conv2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.fusedActivationFunction = padding, stride, stride, act
+        o.dilationHFactor = o.dilationWFactor = 1
+        return self._op(OP.CONV_2D, [x, wt, bt], out, "Conv2DOptions", o, 3)
+
+    def depthwise(self, x, k, stride=1, act=ACT.NONE) -> str:
+        n, h, w_, c = self.shape(x)
+        w, w_s, bias, s_out = self._weights((1, k, k, c), c, k * k, x)
+        wt = self.const(w, np.int8, list(map(float, w_s)), 0, 3)
+        bt = self.const(bias, np.int32, list(map(float, np.float32(self.scale(x)) * w_s)), 0, 0)
+        out = self.act([n, conv_output_size("SAME", h, k, stride),
+                        conv_output_size("SAME", w_, k, stride), c], s_out)
+        o = tfl.DepthwiseConv2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.depthMultiplier = tfl.Padding.SAME, stride, stride, 1
+        o.fusedActivationFunction, o.dilationHFactor, o.dilationWFactor = act, 1, 1
+        return self._op(OP.DEPTHWISE_CONV_2D, [x, wt, bt], out, "DepthwiseConv2DOptions", o, 3)
+
+    def fully_connected(self, x, units, act=ACT.NONE) -> str:
+        shape = self.shape(x)
+        din = shape[-1]
+        w, w_s, bias, s_out = self._weights((units, din), 1, din, x)  # per-tensor, as converters
+        wt = self.const(w, np.int8, float(w_s[0]), 0)
+        bt = self.const(bias[:1].repeat(units) + np.arange(units, dtype=np.int32) * 37, np.int32,
+                        f32(np.float32(self.scale(x)) * w_s[0]), 0)
+        out = self.act([int(np.prod(shape)) // din, units], s_out)
+        o = tfl.FullyConnectedOptionsT()
+        o.fusedActivationFunction = act
+        return self._op(OP.FULLY_CONNECTED, [x, wt, bt], out, "FullyConnectedOptions", o, 4)
+
+    # -- elementwise and the rest
+    def add(self, a, b, act=ACT.NONE) -> str:
+        s = f32(np.hypot(self.scale(a), self.scale(b)) * self.rng.uniform(0.9, 1.3))
+        out = self.act([max(p, q) for p, q in zip(self.shape(a), self.shape(b))], s)
+        o = tfl.AddOptionsT()
+        o.fusedActivationFunction = act
+        return self._op(OP.ADD, [a, b], out, "AddOptions", o, 2)
+
+    def mul(self, a, b, s_out=None, zp_out=None, act=ACT.NONE) -> str:
+        s = s_out or f32(self.scale(a) * self.scale(b) * 40 * self.rng.uniform(0.8, 1.5))
+        shape = [max(p, q) for p, q in zip(self.shape(a), self.shape(b))]
+        out = self.act(shape, s, zp_out)
+        o = tfl.MulOptionsT()
+        o.fusedActivationFunction = act
+        return self._op(OP.MUL, [a, b], out, "MulOptions", o, 2)
+
+    def hard_swish(self, x) -> str:
+        out = self.act(self.shape(x), self.scale(x) * self.rng.uniform(0.5, 1.0))
+        return self._op(OP.HARD_SWISH, [x], out)
+
+    def logistic(self, x) -> str:
+        return self._op(OP.LOGISTIC, [x], self.act(self.shape(x), 1 / 256, -128), version=2)
+
+    def tanh(self, x) -> str:
+        return self._op(OP.TANH, [x], self.act(self.shape(x), 1 / 128, 0), version=2)
+
+    def pad(self, x, pads) -> str:
+        out_shape = [d + a + b for d, (a, b) in zip(self.shape(x), pads)]
+        p = self.const(np.asarray(pads, np.int32), np.int32)
+        return self._op(OP.PAD, [x, p], self.like(x, out_shape), "PadOptions", tfl.PadOptionsT(), 2)
+
+    def pool(self, x, kind, k, stride, act=ACT.NONE, padding=tfl.Padding.VALID) -> str:
+        n, h, w, c = self.shape(x)
+        pad = "SAME" if padding == tfl.Padding.SAME else "VALID"
+        out = self.like(x, [n, conv_output_size(pad, h, k, stride), conv_output_size(pad, w, k, stride), c])
+        o = tfl.Pool2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.filterHeight, o.filterWidth = padding, stride, stride, k, k
+        o.fusedActivationFunction = act
+        code = OP.MAX_POOL_2D if kind == "max" else OP.AVERAGE_POOL_2D
+        return self._op(code, [x], out, "Pool2DOptions", o, 2)
+
+    def mean(self, x, keep_dims: bool, axes=(1, 2), s_out=None) -> str:
+        n, _, _, c = self.shape(x)
+        s = s_out or self.scale(x) * self.rng.uniform(0.3, 0.8)
+        out = self.act([n, 1, 1, c] if keep_dims else [n, c], s)
+        o = tfl.ReducerOptionsT()
+        o.keepDims = keep_dims
+        ax = self.const(np.asarray(axes, np.int32), np.int32)
+        return self._op(OP.MEAN, [x, ax], out, "ReducerOptions", o, 2)
+
+    def reshape(self, x, shape) -> str:
+        o = tfl.ReshapeOptionsT()
+        o.newShape = list(shape)
+        s = self.const(np.asarray(shape, np.int32), np.int32)
+        return self._op(OP.RESHAPE, [x, s], self.like(x, list(shape)), "ReshapeOptions", o)
+
+    def concatenation(self, xs, axis, act=ACT.NONE) -> str:
+        shape = self.shape(xs[0])
+        shape[axis] = sum(self.shape(x)[axis] for x in xs)
+        o = tfl.ConcatenationOptionsT()
+        o.axis, o.fusedActivationFunction = axis, act
+        return self._op(OP.CONCATENATION, list(xs), self.like(xs[0], shape), "ConcatenationOptions",
+                        o, 3)
+
+    def quantize(self, x) -> str:
+        out = self.act(self.shape(x), self.scale(x) * self.rng.uniform(0.5, 2.0))
+        return self._op(OP.QUANTIZE, [x], out, version=2)
+
+    def softmax(self, x, beta=1.0) -> str:
+        o = tfl.SoftmaxOptionsT()
+        o.beta = beta
+        return self._op(OP.SOFTMAX, [x], self.act(self.shape(x), 1 / 256, -128), "SoftmaxOptions",
+                        o, 2)
+
+    def model(self, inputs, outputs) -> bytes:
+        return graph_model(self.tensors, self.ops, inputs, outputs)
+
+
+def mobilenet_block(seed: int = SEED) -> bytes:
+    g = Graph(seed)
+    x = g.act([1, 16, 16, 3], 1 / 64, 0)
+    c1 = g.conv(x, 8, 3, stride=2, act=ACT.RELU6)
+    dw = g.depthwise(c1, 3, act=ACT.RELU6)
+    pw = g.conv(dw, 8, 1)
+    res = g.add(pw, c1)
+    hs = g.hard_swish(res)
+    p = g.pad(hs, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    ap = g.pool(p, "avg", 2, 2, act=ACT.RELU)
+    m = g.mean(ap, keep_dims=True)
+    r = g.reshape(m, [1, 8])
+    fc = g.fully_connected(r, 10)
+    return g.model([x], [g.softmax(fc)])
+
+
+def gating_model(seed: int = SEED + 1) -> bytes:
+    g = Graph(seed)
+    x = g.act([1, 6, 6, 4])
+    c = g.conv(x, 4, 1, act=ACT.RELU, padding=tfl.Padding.VALID)
+    t = g.tanh(c)
+    gate = g.mean(g.logistic(c), keep_dims=True)  # squeeze-and-excite style [1,1,1,4]
+    m = g.mul(t, gate, s_out=1 / 128, zp_out=0)  # shares tanh's quantization: concatenable
+    cat = g.concatenation([m, t], axis=3)
+    cat_h = g.concatenation([cat, cat], axis=-3)
+    q = g.quantize(cat_h)
+    mp = g.pool(q, "max", 2, 2)
+    mean = g.mean(mp, keep_dims=False)
+    return g.model([x], [g.fully_connected(mean, 5, act=ACT.RELU_N1_TO_1)])
+
+
+MODELS = {"mobilenet_block": mobilenet_block, "gating": gating_model}
+OPERATORS = {"mobilenet_block": ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD", "HARD_SWISH",
+                                 "PAD", "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED",
+                                 "SOFTMAX"],
+             "gating": ["CONV_2D", "TANH", "LOGISTIC", "MEAN", "MUL", "CONCATENATION",
+                        "CONCATENATION", "QUANTIZE", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"]}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ops_models")
+    out = {}
+    for name, make in MODELS.items():
+        out[name] = root / f"{name}.tflite"
+        out[name].write_bytes(make())
+    return out
+
+
+def build_cli(model: Path, out: Path, capsys, *extra) -> dict:
+    code = main(["build", str(model), "-o", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads((out / "build.json").read_text())
+
+
+def run_cli(project: Path, capsys, *extra) -> dict:
+    code = main(["run", str(project), "--json", *extra])
+    captured = capsys.readouterr()
+    info = json.loads(captured.out)
+    assert code == 0 and info["passed"], captured.out[-3000:] + captured.err[-2000:]
+    return info
+
+
+def test_test_models_are_not_saturated(models):
+    """Guard for the specs below: the outputs TFLM computes spread over many int8 values for
+    random inputs, so a wrong multiplier or offset anywhere shows up as a mismatch."""
+    rng = np.random.default_rng(SEED)
+    for name, path in models.items():
+        data = path.read_bytes()
+        x = rng.integers(-128, 128, size=(1, 16, 16, 3) if name == "mobilenet_block" else (1, 6, 6, 4))
+        outs = [run_tflm(data, [x.astype(np.int8)]) for _ in range(1)]
+        assert len(np.unique(outs[0])) >= 4, (name, outs[0])
+
+
+def assert_palettes(forms: list[str], clusters: int, odd_bits: int) -> None:
+    """Every weight tensor folded to at most `clusters` codes, indices ceil(log2 K) bits wide,
+    and at least one of them `odd_bits` wide."""
+    assert forms, "no weighted layer"
+    widths = []
+    for form in forms:
+        kind, bits, k = form.split()
+        bits, k = int(bits.removesuffix("-bit")), int(k.removeprefix("K="))
+        assert kind == "palette" and k <= clusters and bits == max(1, (k - 1).bit_length()), form
+        widths.append(bits)
+    assert odd_bits in widths, forms
+
+
+# (model, --clusters): dense, 3-bit and 5-bit palettes for the block; the gating model dense
+# here and 3-bit under QEMU below (two cores in CI: each host run builds with ASan, ~20 s).
+HOST_RUNS = [("mobilenet_block", "auto"), ("mobilenet_block", "8"), ("mobilenet_block", "20"),
+             ("gating", "auto")]
+
+
+@HOST
+@pytest.mark.parametrize("name,clusters", HOST_RUNS)
+def test_every_operator_runs_bit_exactly_on_the_host_under_sanitizers(models, name, clusters,
+                                                                      tmp_path, capsys):
+    project = tmp_path / "fw"
+    info = build_cli(models[name], project, capsys, "--board", "host", "--clusters", clusters)
+    assert [layer["opcode"] for layer in info["layers"]] == OPERATORS[name]
+    forms = [layer["weights_form"] for layer in info["layers"] if layer["weights_form"]]
+    if clusters == "auto" and name == "mobilenet_block":
+        # auto keeps a tensor of many distinct values dense (the first conv: 216 weights)
+        assert "dense int8" in forms, forms
+    elif clusters != "auto":
+        assert_palettes(forms, int(clusters), {"8": 3, "20": 5}[clusters])
+    run = run_cli(project, capsys, "--sim", "host", "--sanitize")
+    (result,) = run["runs"]
+    assert result["result_line"].startswith("EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes")
+    assert "ASan/UBSan" in result["where"]
+
+
+@ARM
+def test_gating_model_runs_bit_exactly_on_mps3_an547_under_qemu(models, tmp_path, capsys):
+    project = tmp_path / "fw"
+    info = build_cli(models["gating"], project, capsys, "--board", "mps3-an547", "--clusters", "5")
+    assert_palettes([layer["weights_form"] for layer in info["layers"] if layer["weights_form"]], 5, 3)
+    run = run_cli(project, capsys, "--sim", "qemu")
+    (result,) = run["runs"]
+    assert result["sim"] == "qemu"
+    assert result["result_line"].startswith("EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes")
+    assert [layer["opcode"] for layer in result["layers"]] == OPERATORS["gating"]
