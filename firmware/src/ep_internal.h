@@ -10,6 +10,15 @@
 #include "edgepack.h"
 #include "ep_arith.h"
 
+/* Helium (M-profile Vector Extension) is used only to fill the 1 KiB palette pair table;
+ * define EP_PORTABLE_ONLY to keep every path in plain C. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(EP_PORTABLE_ONLY)
+#include <arm_mve.h>
+#define EP_USE_MVE 1
+#else
+#define EP_USE_MVE 0
+#endif
+
 /* Product of non-negative int32 values, or -1 when any is < 0 or the product exceeds INT32_MAX. */
 static inline int64_t ep_prod(int64_t a, int64_t b)
 {
@@ -125,6 +134,21 @@ static inline int ep_palette_table(const ep_weights *w, int64_t macs, uint32_t *
         uint32_t lo[16];
         int32_t hi;
         for (k = 0; k < codes; ++k) lo[k] = (uint16_t)(int16_t)ep_code(w, k);
+#if EP_USE_MVE
+        if (codes == 16) {
+            const uint32x4_t l0 = vld1q_u32(lo), l1 = vld1q_u32(lo + 4);
+            const uint32x4_t l2 = vld1q_u32(lo + 8), l3 = vld1q_u32(lo + 12);
+            for (hi = 0; hi < 16; ++hi) {
+                const uint32x4_t vh = vdupq_n_u32(lo[hi] << 16);
+                uint32_t *t = table + (hi << 4);
+                vst1q_u32(t, vorrq_u32(vh, l0));
+                vst1q_u32(t + 4, vorrq_u32(vh, l1));
+                vst1q_u32(t + 8, vorrq_u32(vh, l2));
+                vst1q_u32(t + 12, vorrq_u32(vh, l3));
+            }
+            return 1;
+        }
+#endif
         for (hi = 0; hi < codes; ++hi) {
             const uint32_t vh = lo[hi] << 16;
             uint32_t *t = table + (hi << b);
