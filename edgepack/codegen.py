@@ -295,7 +295,7 @@ def _check_fixed_output(scale: float, zero_point: int):
 def _check_hard_swish(model: Model, op: Operator) -> str | None:
     inp, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
     if quant.hard_swish_params(_scale(inp), _scale(out))[3] > 0:
-        return (f"output scale {_scale(out):g} is under 1/128 of the input scale "
+        return (f"output scale {_scale(out):g} is at most 1/128 of the input scale "
                 f"{_scale(inp):g} (TFLM needs output_multiplier_exponent <= 0)")
     return None
 
@@ -363,11 +363,13 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
     if not op.inputs or op.inputs[0] < 0:
         return "no input tensor"
     for idx in op.inputs + op.outputs:
-        if idx < 0:
-            continue
-        t = model.tensors[idx]
-        if len(t.shape) > 4:
+        if idx >= 0 and len(model.tensors[idx].shape) > 4:
+            t = model.tensors[idx]
             return f"tensor '{t.name}' has rank {len(t.shape)}, the runtime handles up to 4"
+    # The tensors the kernel computes on; weights, axes and paddings are the op checks' part.
+    n_data = len(op.inputs) if op.opcode == "CONCATENATION" else 2 if op.opcode in ("ADD", "MUL") else 1
+    for idx in op.inputs[:n_data] + op.outputs:
+        t = model.tensors[idx]
         if t.is_constant:
             continue
         if t.dtype != "int8":
@@ -870,8 +872,6 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
                vela_bytes=c_bytes(vela_model))
         render("vela_model.h.j2", dest / "npu/vela_model.h", **ctx, vela_size=len(vela_model))
         render("npu_README.md.j2", dest / "npu/README.md", **ctx, vela_size=len(vela_model))
-        render("host_steps.c.j2", dest / "src/host_steps.c", **ctx)
-        files.append("src/host_steps.c")
         render("host_steps.c.j2", dest / "src/host_steps.c", **ctx)
         files.append("src/host_steps.c")
         (dest / "npu" / "model_vela.tflite").write_bytes(vela_model)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
@@ -48,6 +49,7 @@ class Graph:
         self.rng = np.random.default_rng(seed)
         self.tensors: dict[str, T] = {}
         self.ops: list[Op] = []
+        self.int16: list[str] = []  # tensors retyped to int16 after building (refusal tests)
 
     # -- tensors
     def _name(self, prefix: str) -> str:
@@ -202,7 +204,16 @@ class Graph:
                         o, 2)
 
     def model(self, inputs, outputs) -> bytes:
-        return graph_model(self.tensors, self.ops, inputs, outputs)
+        data = graph_model(self.tensors, self.ops, inputs, outputs)
+        if not self.int16:
+            return data
+        m = tfl.ModelT.InitFromPackedBuf(data, 0)
+        for t in m.subgraphs[0].tensors:
+            if t.name.decode() in self.int16:
+                t.type = tfl.TensorType.INT16
+        b = flatbuffers.Builder(1 << 16)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
 
 
 def mobilenet_block(seed: int = SEED) -> bytes:
@@ -328,3 +339,121 @@ def test_gating_model_runs_bit_exactly_on_mps3_an547_under_qemu(models, tmp_path
     assert result["sim"] == "qemu"
     assert result["result_line"].startswith("EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes")
     assert [layer["opcode"] for layer in result["layers"]] == OPERATORS["gating"]
+
+
+# --- what the lowering refuses: one line naming the operator, its index and the reason ----------
+
+def _refused_concat_activation(g):
+    x = g.quantize(g.act([1, 4, 4, 2]))
+    return g.concatenation([x, x], axis=3, act=ACT.RELU)
+
+
+def _refused_mean_over_channels(g):
+    return g.mean(g.quantize(g.act([1, 4, 4, 2])), keep_dims=True, axes=(3,))
+
+
+def _refused_mean_axes_not_constant(g):
+    x = g.quantize(g.act([1, 4, 4, 2]))
+    axes = "axes"
+    g.tensors[axes] = T([2], np.int32, name=axes)
+    g.ops.append(Op(OP.MEAN, [x, axes], [g.act([1, 2])], "ReducerOptions", tfl.ReducerOptionsT(), 2))
+    g.ops[-1].options.keepDims = False
+    return g.ops[-1].outputs[0]
+
+
+def _refused_constant_add_operand(g):
+    x = g.quantize(g.act([1, 4, 4, 2]))
+    c = g.const(np.ones((1, 4, 4, 2)), np.int8, 0.1, 0)
+    return g.add(x, c)
+
+
+def _refused_weights_not_constant(g):
+    x = g.act([1, 4, 4, 2])
+    w = g.act([3, 1, 1, 2], 0.01, 0)
+    g.tensors[w].name = w
+    out = g.act([1, 4, 4, 3])
+    o = tfl.Conv2DOptionsT()
+    o.padding, o.strideH, o.strideW = tfl.Padding.SAME, 1, 1
+    g._op(OP.CONV_2D, [x, w, None], out, "Conv2DOptions", o, 3)
+    return out
+
+
+def _refused_float_weights(g):
+    x = g.quantize(g.act([1, 4, 4, 2]))
+    w = g.const(np.ones((3, 1, 1, 2)), np.float32)
+    out = g.act([1, 4, 4, 3])
+    o = tfl.Conv2DOptionsT()
+    o.padding, o.strideH, o.strideW = tfl.Padding.SAME, 1, 1
+    return g._op(OP.CONV_2D, [x, w, None], out, "Conv2DOptions", o, 3)
+
+
+def _refused_fused_tanh(g):
+    return g.conv(g.quantize(g.act([1, 4, 4, 2])), 3, 1, act=ACT.TANH)
+
+
+def _refused_broadcast(g):
+    a = g.quantize(g.act([1, 2, 1, 3]))
+    b = g.quantize(g.act([1, 4, 1, 3]))
+    g.ops[-1].outputs = [b]
+    return g.add(a, b)
+
+
+def _refused_tanh_output_scale(g):
+    x = g.quantize(g.act([1, 8]))
+    return g._op(OP.TANH, [x], g.act([1, 8], 1 / 256, -128), version=2)
+
+
+def _refused_hard_swish_scale(g):
+    x = g.quantize(g.act([1, 8]))
+    return g._op(OP.HARD_SWISH, [x], g.act([1, 8], g.scale(x) / 300, 0))
+
+
+def _refused_concat_quantization(g):
+    x = g.quantize(g.act([1, 4, 4, 2]))
+    y = g.quantize(x)
+    return g.concatenation([x, y], axis=3)
+
+
+def _refused_int16_activations(g):
+    x = g.quantize(g.act([1, 8]))
+    y = g._op(OP.QUANTIZE, [x], g.act([1, 8]), version=2)
+    g.int16.append(y)
+    return g._op(OP.QUANTIZE, [y], g.act([1, 8]), version=2)
+
+
+def _refused_unknown_operator(g):
+    x = g.quantize(g.act([1, 8]))
+    return g._op(OP.SUB, [x, x], g.act([1, 8]), "SubOptions", tfl.SubOptionsT(), 2)
+
+
+REFUSED = {
+    "concat_activation": (_refused_concat_activation, "operator 1 (CONCATENATION): fused activation RELU"),
+    "mean_over_channels": (_refused_mean_over_channels, "operator 1 (MEAN): reduces over axes [3]"),
+    "mean_axes_not_constant": (_refused_mean_axes_not_constant, "operator 1 (MEAN): reduction axes must be constant"),
+    "constant_add_operand": (_refused_constant_add_operand, "operator 1 (ADD): a constant operand"),
+    "weights_not_constant": (_refused_weights_not_constant, "operator 0 (CONV_2D): weights that are not constant"),
+    "float_weights": (_refused_float_weights, "operator 1 (CONV_2D): float32 weights are not supported"),
+    "fused_tanh": (_refused_fused_tanh, "operator 1 (CONV_2D): fused activation TANH is not supported"),
+    "broadcast": (_refused_broadcast, "operator 2 (ADD): shapes [1, 2, 1, 3] and [1, 4, 1, 3] do not broadcast"),
+    "tanh_output_scale": (_refused_tanh_output_scale, "operator 1 (TANH): int8 TANH needs output scale 1/128"),
+    "hard_swish_scale": (_refused_hard_swish_scale, "operator 1 (HARD_SWISH): output scale"),
+    "concat_quantization": (_refused_concat_quantization, "operator 2 (CONCATENATION): input 'x"),
+    "int16_activations": (_refused_int16_activations, "int16 activations at operator 1 (QUANTIZE"),
+    "unknown_operator": (_refused_unknown_operator, "operator 1 (SUB): edgepack's runtime has no SUB kernel"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_an_option_the_runtime_cannot_honour_stops_the_build_with_one_line(case, tmp_path, capsys):
+    make, expected = REFUSED[case]
+    g = Graph(SEED)
+    out_name = make(g)
+    inputs = [n for n, t in g.tensors.items() if t.data is None and not any(n in o.outputs for o in g.ops)]
+    model = tmp_path / f"{case}.tflite"
+    model.write_bytes(g.model(inputs, [out_name]))
+    code = main(["build", str(model), "--board", "host", "-o", str(tmp_path / "fw")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"edgepack: error: {model}: ") and expected in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]  # nothing half-written
