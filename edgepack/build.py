@@ -50,6 +50,7 @@ class LayerInfo:
     output_offset: int
     output_bytes: int
     output_name: str = ""  # the output tensor's name (Vela keeps it for operators on the CPU)
+    output_shape: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -344,7 +345,8 @@ def codegen_layer(step: codegen.PlanStep, model: Model, arena: codegen.ArenaPlan
                      weight_bytes=step.weight_bytes, dense_weight_bytes=step.dense_weight_bytes,
                      output_offset=arena.offsets[step.output],
                      output_bytes=model.tensors[step.output].size,
-                     output_name=model.tensors[step.output].name)
+                     output_name=model.tensors[step.output].name,
+                     output_shape=[int(d) for d in model.tensors[step.output].shape])
 
 
 def load_build_json(directory: str | os.PathLike) -> dict:

@@ -220,7 +220,10 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
     for s in choose_sims(board, sim):
         if s == "npu-model":
             say("running Vela's command stream in the functional Ethos-U model")
-            results.append(run_npu_model(project, info, board, timeout))
+            r = run_npu_model(project, info, board, timeout)
+            if sim == "auto":
+                r.where += f" (--sim auto: no FVP, {board.sim.fvp or 'none for this board'} is not on PATH)"
+            results.append(r)
             continue
         host = s == "host"
         say(f"building the firmware ({'host' if host else 'arm-none-eabi'}) with CMake + Ninja")

@@ -123,3 +123,37 @@ def tflm_cpu_runner(vela_tflite: Path):
         return tflm_batch(single, [np.ascontiguousarray(x) for x in xs])
 
     return run
+
+
+def npu_cpu_npu_model(seed: int = 1) -> bytes:
+    """CONV_2D -> AVERAGE_POOL_2D 9x9 SAME -> CONV_2D: Vela 5.2 places the pooling on the CPU (its
+    U55 constraints allow SAME-padded average pools up to 8x8), so Vela's output alternates
+    NPU -> CPU -> NPU. Every operator is one edgepack's runtime runs."""
+    from tests.opmodels import Op, T, graph_model
+
+    rng = np.random.default_rng(seed)
+    c = 8
+
+    def conv(relu: bool):
+        o = tfl.Conv2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.dilationHFactor, o.dilationWFactor = tfl.Padding.SAME, 1, 1, 1, 1
+        o.fusedActivationFunction = tfl.ActivationFunctionType.RELU if relu else tfl.ActivationFunctionType.NONE
+        return o
+
+    pool = tfl.Pool2DOptionsT()
+    pool.padding, pool.strideH, pool.strideW, pool.filterHeight, pool.filterWidth = tfl.Padding.SAME, 1, 1, 9, 9
+    w1_scales = [0.01 + 0.001 * i for i in range(c)]
+    tensors = {
+        "input": T([1, 12, 12, 4], s=0.05, zp=-3),
+        "conv1/w": T([c, 3, 3, 4], s=w1_scales, data=rng.integers(-127, 128, (c, 3, 3, 4))),
+        "conv1/b": T([c], np.int32, s=[0.05 * s for s in w1_scales], data=rng.integers(-500, 500, c)),
+        "conv1": T([1, 12, 12, c], s=0.04, zp=-128),
+        "pool": T([1, 12, 12, c], s=0.04, zp=-128),
+        "conv2/w": T([c, 3, 3, c], s=[0.01] * c, data=rng.integers(-127, 128, (c, 3, 3, c))),
+        "conv2/b": T([c], np.int32, s=[0.0004] * c, data=rng.integers(-500, 500, c)),
+        "output": T([1, 12, 12, c], s=0.08, zp=5),
+    }
+    ops = [Op(tfl.BuiltinOperator.CONV_2D, ["input", "conv1/w", "conv1/b"], ["conv1"], "Conv2DOptions", conv(True), 3),
+           Op(tfl.BuiltinOperator.AVERAGE_POOL_2D, ["conv1"], ["pool"], "Pool2DOptions", pool, 2),
+           Op(tfl.BuiltinOperator.CONV_2D, ["pool", "conv2/w", "conv2/b"], ["output"], "Conv2DOptions", conv(False), 3)]
+    return graph_model(tensors, ops, ["input"], ["output"])

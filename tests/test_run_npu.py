@@ -1,0 +1,178 @@
+"""`edgepack run DIR --sim npu-model`: Vela's output model runs as the device would run it. `ethos-u`
+operators run in the functional Ethos-U model, every operator Vela leaves on the CPU runs as the
+project's own plan step in its C runtime (host build), and the result is bit-exact with TFLM. On a
+mismatch the run names the first layer that differs (operator index, name, byte index)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack.boards import load_board
+from edgepack.build import build
+from edgepack.cli import main
+from edgepack.fold import fold_model
+from edgepack.npu import run_vela_model
+from edgepack.npu.host_steps import HostSteps, build_library, cpu_op_runner
+from edgepack.npu.runner import _read_tflite
+from edgepack.sim import choose_sims, run_project
+from edgepack.tflite import read_model, serialize_model
+from edgepack.vela import compile_for_board
+
+from .conftest import fixture_path
+from .firmware_support import built_project, needs
+from .npu_support import npu_cpu_npu_model, tflm_batch
+
+HOST = needs("gcc", "cmake", "ninja")
+N_INPUTS = 200
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("run-npu")
+
+
+@pytest.fixture(scope="module")
+def mixed(root) -> Path:
+    """The project of the NPU -> CPU -> NPU model for corstone-300 (Ethos-U55-128)."""
+    model = root / "mixed.tflite"
+    model.write_bytes(npu_cpu_npu_model())
+    out = root / "mixed_corstone-300"
+    build(str(model), "corstone-300", out)
+    return out
+
+
+def _copy(project: Path, dest: Path) -> Path:
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns("build", "build-host*"))
+    return dest
+
+
+def _folded_bytes(project: Path) -> bytes:
+    """The folded model the build compiled (folding is deterministic: same SHA-256 as build.json)."""
+    info = json.loads((project / "build.json").read_text())
+    folded = serialize_model(fold_model(read_model(info["model"])).model)
+    assert hashlib.sha256(folded).hexdigest() == info["folded_model_sha256"]
+    return folded
+
+
+def _vela_with_changed_weight(project: Path, tensor: str) -> bytes:
+    """Vela's output for the project's folded model with the weights of output channel 0 of
+    `tensor` negated: a compilation that is wrong in exactly that layer."""
+    info = json.loads((project / "build.json").read_text())
+    model = fold_model(read_model(info["model"])).model
+    t = next(t for t in model.tensors if t.name == tensor)
+    data = np.array(t.data)
+    data[0] = np.clip(-data[0].astype(np.int32), -127, 127)
+    t.data = data
+    return compile_for_board(serialize_model(model), load_board(info["board"])).optimized_model
+
+
+def _vela_ops(project: Path) -> list[str]:
+    m = _read_tflite((project / "npu" / "model_vela.tflite").read_bytes())
+    names = []
+    for op in m.subgraphs[0].operators:
+        code = m.operatorCodes[op.opcodeIndex]
+        names.append(code.customCode.decode() if code.customCode else str(max(code.builtinCode, code.deprecatedBuiltinCode)))
+    return names
+
+
+def test_vela_leaves_the_9x9_average_pool_between_two_npu_operators_on_the_cpu(mixed):
+    info = json.loads((mixed / "build.json").read_text())
+    assert info["vela"]["cpu_operators"] == [{"index": 1, "opcode": "AVERAGE_POOL_2D"}]
+    assert _vela_ops(mixed) == ["ethos-u", "1", "ethos-u"]  # builtin 1: AVERAGE_POOL_2D
+    assert [layer["output_name"] for layer in info["layers"]] == ["conv1", "pool", "output"]
+
+
+@HOST
+def test_npu_model_runs_the_cpu_operator_in_the_projects_c_runtime_and_passes(mixed, capsys):
+    rc = main(["run", str(mixed), "--sim", "npu-model", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["passed"]
+    (run,) = data["runs"]
+    assert run["sim"] == "npu-model"
+    assert run["result_line"] == "EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes"
+    assert "1 operator Vela left on the CPU in the project's C runtime (host build)" in run["where"]
+    assert (mixed / "build-host-steps" / "libedgepack_host_steps.so").is_file()
+
+
+@HOST
+def test_npu_cpu_npu_is_bit_exact_with_tflm_on_200_random_inputs(mixed):
+    info = json.loads((mixed / "build.json").read_text())
+    host = HostSteps(build_library(mixed), info["layers"], 1, 1)
+    vela = (mixed / "npu" / "model_vela.tflite").read_bytes()
+    calls = []
+    runner = cpu_op_runner(host, _read_tflite(vela), on_output=lambda k, y: calls.append((k, y.shape)))
+    x = np.random.default_rng(7).integers(-128, 128, (N_INPUTS, 1, 12, 12, 4), dtype=np.int8)
+    got = run_vela_model(vela, [x], runner)[0]
+    want = tflm_batch(_folded_bytes(mixed), [x])[0]
+    assert got.shape == want.shape == (N_INPUTS, 1, 12, 12, 8)
+    np.testing.assert_array_equal(got, want)
+    assert calls == [(1, (N_INPUTS, 12 * 12 * 8))]  # plan step 1, the pool, once for the whole batch
+
+
+@HOST
+@pytest.mark.parametrize("tensor, operator, opcode", [("conv1/w", 0, "CONV_2D"), ("conv2/w", 2, "CONV_2D")])
+def test_a_wrong_npu_layer_is_named_before_and_after_the_cpu_operator(mixed, tmp_path, tensor, operator, opcode):
+    project = _copy(mixed, tmp_path / "fw")
+    (project / "npu" / "model_vela.tflite").write_bytes(_vela_with_changed_weight(project, tensor))
+    (r,) = run_project(project, sim="npu-model")
+    assert not r.passed and r.result_line.startswith("EDGEPACK RESULT: FAIL")
+    first = r.first_difference
+    assert (first["operator"], first["opcode"], first["target"]) == (operator, opcode, "npu")
+    assert first["name"] == ("conv1" if operator == 0 else "output")
+    assert first["expected"] != first["got"] and first["differing"] > 0
+    assert f"first differing layer: operator {operator} {opcode} (npu, output '{first['name']}')" in r.failure
+
+
+@HOST
+@pytest.mark.parametrize("weights, operator, opcode", [
+    ("digits_cnn/conv2/Conv2D", 2, "CONV_2D"),  # Vela splits its OFM into two depth stripes
+    ("digits_cnn/fc1/MatMul", 5, "FULLY_CONNECTED"),  # after a RESHAPE of the same bytes
+    ("digits_cnn/fc2/MatMul", 6, "FULLY_CONNECTED"),  # before the softmax
+])
+def test_a_wrong_layer_of_the_digits_model_is_named(root, tmp_path, weights, operator, opcode):
+    project = _copy(built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300"),
+                    tmp_path / "fw")
+    layer = json.loads((project / "build.json").read_text())["layers"][operator]
+    (project / "npu" / "model_vela.tflite").write_bytes(_vela_with_changed_weight(project, weights))
+    (r,) = run_project(project, sim="npu-model")
+    assert not r.passed
+    assert (r.first_difference["operator"], r.first_difference["opcode"]) == (operator, opcode)
+    assert r.first_difference["name"] == layer["output_name"]
+    assert 0 <= r.first_difference["index"] < layer["output_bytes"]
+
+
+@HOST
+def test_a_corrupted_golden_vector_is_blamed_on_the_golden_vectors_not_a_layer(mixed, tmp_path):
+    project = _copy(mixed, tmp_path / "fw")
+    info = json.loads((project / "build.json").read_text())
+    out2 = next(a for a in info["golden_layout"] if a["symbol"] == "ep_golden_out2_0")
+    golden = bytearray((project / "data/golden.bin").read_bytes())
+    golden[out2["offset"] + 17] = (golden[out2["offset"] + 17] + 1) % 256
+    (project / "data/golden.bin").write_bytes(bytes(golden))
+    (r,) = run_project(project, sim="npu-model")
+    assert not r.passed and r.first_difference is None
+    assert "first at input 2 output 0 index 17" in r.result_line
+    assert "the CPU path (host build) also differs from the golden outputs: output 0 of input 2 index 17" in r.failure
+
+
+def test_auto_on_an_npu_board_without_an_fvp_adds_the_functional_model(monkeypatch):
+    board = load_board("corstone-300")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no FVP_Corstone_SSE-300_Ethos-U55 here
+    assert choose_sims(board, "auto") == ["qemu", "npu-model"]
+    assert choose_sims(load_board("host"), "auto") == ["host"]
+
+
+@needs("gcc", "cmake", "ninja", "arm-none-eabi-gcc", "qemu-system-arm")
+@pytest.mark.skipif(shutil.which("FVP_Corstone_SSE-300_Ethos-U55") is not None, reason="an FVP is installed")
+def test_auto_says_it_ran_the_functional_model_because_no_fvp_is_installed(mixed, tmp_path, capsys):
+    project = _copy(mixed, tmp_path / "fw")
+    rc = main(["run", str(project), "--json"])
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert rc == 0 and [r["sim"] for r in runs] == ["qemu", "npu-model"] and all(r["passed"] for r in runs)
+    assert "(--sim auto: no FVP, FVP_Corstone_SSE-300_Ethos-U55 is not on PATH)" in runs[1]["where"]
