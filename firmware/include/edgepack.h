@@ -84,7 +84,8 @@ typedef struct {
 
 /**
  * CONV_2D, int8 in/out, int32 bias, per-channel or per-tensor requantization.
- * Scratch: ep_conv2d_s8_get_buffer_size(p) bytes (an int16 im2col patch), aligned to 4.
+ * Scratch: ep_conv2d_s8_get_buffer_size(p) bytes, 4-byte aligned (an int16 im2col patch, and a
+ * 1 KiB decode table for palette weights).
  * @return EP_OK, or an error status without writing output.
  */
 ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *output, void *scratch,
@@ -109,10 +110,11 @@ typedef struct {
     const int32_t *bias;
 } ep_depthwise_conv2d_params;
 
-/** DEPTHWISE_CONV_2D, int8. Needs no scratch (pass NULL, 0). */
+/** DEPTHWISE_CONV_2D, int8. Scratch: ep_depthwise_conv2d_s8_get_buffer_size(p) bytes (1 KiB decode
+ *  table for palette weights, 0 for dense: NULL allowed), 4-byte aligned. */
 ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8_t *input, int8_t *output,
                                  void *scratch, int32_t scratch_bytes);
-/** Scratch bytes ep_depthwise_conv2d_s8 needs (0; negative if p is invalid). */
+/** Scratch bytes ep_depthwise_conv2d_s8 needs (negative if p is invalid). */
 int32_t ep_depthwise_conv2d_s8_get_buffer_size(const ep_depthwise_conv2d_params *p);
 
 /** FULLY_CONNECTED parameters. input [batches, input_depth], weights [output_depth, input_depth]. */
@@ -129,7 +131,8 @@ typedef struct {
     const int32_t *bias;
 } ep_fully_connected_params;
 
-/** FULLY_CONNECTED, int8. Scratch: ep_fully_connected_s8_get_buffer_size(p) bytes (int16 input row). */
+/** FULLY_CONNECTED, int8. Scratch: ep_fully_connected_s8_get_buffer_size(p) bytes, 4-byte aligned
+ *  (the int16 input row, and a 1 KiB decode table for palette weights). */
 ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t *input, int8_t *output,
                                 void *scratch, int32_t scratch_bytes);
 /** Scratch bytes ep_fully_connected_s8 needs (negative if p is invalid). */
