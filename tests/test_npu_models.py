@@ -1,6 +1,7 @@
 """Specification: Vela's compilation of every int8 fixture model, executed by the functional
 Ethos-U55 model (edgepack.npu), is bit-exact with the TFLM interpreter, for every U55 MAC
-configuration, through both entry points (Vela's tflite output and its raw npz output)."""
+configuration, through both entry points (Vela's tflite output and its raw npz output), for the
+model as given and as `edgepack build` folds it (200 random inputs each, softmax included)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
+from edgepack.fold import fold_model
 from edgepack.npu import run_vela_model, run_vela_raw
+from edgepack.tflite import read_model, serialize_model
 from tests.conftest import INT8_MODELS, fixture_path
 from tests.npu_support import U55_CONFIGS, compile_vela, tflm_batch
 
@@ -29,6 +32,25 @@ def test_vela_tflite_output_is_bit_exact_with_tflm(model, accel):
     x, golden = _inputs_and_golden(model)
     out = run_vela_model(compile_vela(fixture_path(model), accel, "tflite"), [x])[0]
     assert out.dtype == golden.dtype and out.shape == golden.shape
+    bad = np.nonzero((out != golden).reshape(N_INPUTS, -1).any(axis=1))[0]
+    assert len(bad) == 0, f"{len(bad)} of {N_INPUTS} inputs differ, first {bad[0]}: {out[bad[0]]} vs {golden[bad[0]]}"
+
+
+@lru_cache(maxsize=None)
+def _folded(model: str) -> tuple[bytes, np.ndarray]:
+    """The model as `edgepack build` folds it (layer-shared codebooks), and TFLM's outputs for it."""
+    folded = serialize_model(fold_model(read_model(fixture_path(model))).model)
+    x, _ = _inputs_and_golden(model)
+    return folded, tflm_batch(folded, [x])[0]
+
+
+@pytest.mark.parametrize("accel", U55_CONFIGS)
+@pytest.mark.parametrize("model", INT8_MODELS)
+def test_vela_output_of_the_folded_model_is_bit_exact_with_tflm(model, accel):
+    x, _ = _inputs_and_golden(model)
+    folded, golden = _folded(model)
+    out = run_vela_model(compile_vela(folded, accel, "tflite"), [x])[0]
+    assert out.shape == golden.shape == (N_INPUTS, 1, 10)
     bad = np.nonzero((out != golden).reshape(N_INPUTS, -1).any(axis=1))[0]
     assert len(bad) == 0, f"{len(bad)} of {N_INPUTS} inputs differ, first {bad[0]}: {out[bad[0]]} vs {golden[bad[0]]}"
 
