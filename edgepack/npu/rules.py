@@ -51,7 +51,7 @@ def rule(name: str, statement: str, source: str, evidence: str) -> str:
     return name
 
 
-_BITEXACT = "bit-exact with TFLM on the digits fixture models (200 random inputs x 4 models x ethos-u55-32/64/128/256, tests/test_npu_models.py)"
+_BITEXACT = "bit-exact with TFLM on the digits fixture models as given and as folded (200 random inputs x 4 models x ethos-u55-32/64/128/256, tests/test_npu_models.py)"
 _SINGLE = "bit-exact with TFLM on single-operator models (tests/test_npu_ops.py)"
 
 IFM_EXTENT_FROM_OFM = rule(
@@ -210,3 +210,12 @@ def rules_text() -> str:
     for r in RULES.values():
         out.append(f"- **{r.name}**: {r.statement}\n  - source: {r.source}\n  - evidence: {r.evidence}")
     return "\n".join(out)
+
+
+README_BEGIN = "<!-- npu-rules: generated from edgepack/npu/rules.py, tests keep it in sync -->"
+README_END = "<!-- /npu-rules -->"
+
+
+def rules_summary_text() -> str:
+    """Each rule with its evidence, one item each (the top-level README's list)."""
+    return "\n".join(f"- **{r.name}**: {r.statement} *Evidence:* {r.evidence}." for r in RULES.values())
