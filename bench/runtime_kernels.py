@@ -10,6 +10,7 @@ arm-none-eabi-gcc (-O2 -mcpu=cortex-m55 -mthumb -mfloat-abi=hard), runs it, chec
 kernel's output matches, and prints a markdown table: instructions, weight bytes read, ratios.
 
     python bench/runtime_kernels.py [--models a,b] [--keep DIR] [--cflags "-O3"]
+    python bench/runtime_kernels.py --plan pertensor --images 4   # whole model via ep_plan_run
 
 Palette form of a real layer: codebook = sorted unique int8 values of the tensor, bits =
 ceil(log2 K). With --k16, layers with more than 16 distinct values are re-clustered to 16 codes
@@ -205,6 +206,99 @@ def generate(layers, repeat: int) -> str:
     return "".join(parts)
 
 
+def c_struct(st) -> str:
+    """Initializer of an all-integer ctypes struct (nested structs and int arrays allowed)."""
+    vals = []
+    for name, _ in st._fields_:
+        v = getattr(st, name)
+        if isinstance(v, C.Structure):
+            vals.append(c_struct(v))
+        elif isinstance(v, C.Array):
+            vals.append("{" + ",".join(str(int(e)) for e in v) + "}")
+        else:
+            vals.append(str(int(v)))
+    return "{" + ",".join(vals) + "}"
+
+
+C_TYPES = {"max_pool2d": "ep_pool_params", "avg_pool2d": "ep_pool_params", "reshape": "ep_reshape_params",
+           "softmax": "ep_softmax_params"}
+
+
+def generate_plan(name: str, xs: np.ndarray, expected: np.ndarray) -> str:
+    """Firmware running a whole fixture model through ep_plan_run, dense and palette, with a
+    per-op hook that records SysTick ticks; checks every output against TFLM's."""
+    from tests.runtime_lowering import build_plan
+
+    model = load_model(FIXTURES / name)
+    parts = ['#include <stdio.h>\n#include <string.h>\n#include "edgepack.h"\n#include "counter.h"\n\n']
+    parts.append(c_array("INPUTS", "int8_t", xs))
+    parts.append(c_array("EXPECTED", "int8_t", expected))
+    plans = []
+    for form in ("dense", "palette"):
+        plan, arena, in_off, out_off, out_n, keep = build_plan(model, form)
+        lowered = keep[0:-1:2]
+        ops = C.cast(plan.ops, C.POINTER(H.Op))
+        entries = []
+        for k, lw in enumerate(lowered):
+            tag = f"{form[0]}{k}"
+            if lw.kernel in ("conv2d", "fully_connected"):
+                code, _ = emit_layer(k, form, lw, None, None)
+                parts.append(code)
+                pname = f"L{k}{form[0]}_p"
+            else:
+                pname = f"P{tag}"
+                parts.append(f"static const {C_TYPES[lw.kernel]} {pname} = {c_struct(lw.params)};\n")
+            parts.append(f"static const int32_t IN{tag}[1] = {{{C.cast(ops[k].inputs, C.POINTER(C.c_int32))[0]}}};\n")
+            entries.append(f"{{{H.KERNEL_IDS[lw.kernel]},&{pname},1,IN{tag},{ops[k].output}}}")
+        parts.append(f"static const ep_op OPS_{form}[] = {{{','.join(entries)}}};\n")
+        parts.append(f"static const ep_plan PLAN_{form} = {{OPS_{form},{len(entries)},{plan.arena_bytes},"
+                     f"{plan.scratch_offset},{plan.scratch_bytes},NULL,0}};\n")
+        plans.append((form, len(entries), plan.arena_bytes, in_off, out_off, out_n))
+    arena_max = max(p[2] for p in plans)
+    n_in = int(np.prod(xs.shape[1:]))
+    parts.append(f"static uint8_t arena[{arena_max}] __attribute__((aligned(16)));\n"
+                 "static uint64_t t_before, op_ticks[64];\n"
+                 "static void hook(void *u, int32_t k, const ep_op *op, int32_t phase)\n"
+                 "{\n    const uint64_t t = counter_read();\n    (void)u; (void)op;\n"
+                 "    if (phase == 0) t_before = t; else if (k < 64) op_ticks[k] += t - t_before;\n}\n\n"
+                 "int main(void)\n{\n    int bad = 0;\n    counter_start();\n")
+    for form, n_ops, arena_bytes, in_off, out_off, out_n in plans:
+        parts.append(
+            f"    memset(op_ticks, 0, sizeof op_ticks);\n"
+            f"    for (int i = 0; i < {len(xs)}; ++i) {{\n"
+            f"        memcpy(arena + {in_off}, INPUTS + i * {n_in}, {n_in});\n"
+            f"        ep_status st = ep_plan_run(&PLAN_{form}, arena, {arena_bytes}, hook, NULL);\n"
+            f"        if (st != EP_OK || memcmp(arena + {out_off}, EXPECTED + i * {out_n}, {out_n}) != 0) ++bad;\n"
+            f"    }}\n"
+            f"    for (int k = 0; k < {n_ops}; ++k) printf(\"PLAN {form} %d %lu\\n\", k,"
+            f" (unsigned long)(op_ticks[k] / {len(xs)}));\n")
+    parts.append('    printf("DONE %d\\n", bad);\n    return bad ? 1 : 0;\n}\n')
+    return "".join(parts)
+
+
+def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> int:
+    model_bytes = (FIXTURES / name).read_bytes()
+    model = load_model(FIXTURES / name)
+    sg = model.subgraphs[0]
+    x = np.load(FIXTURES / "digits_test.npz")["x"][:n_images]
+    s_, zp, _ = qparams(sg.tensors[sg.inputs[0]])
+    xs = np.clip(np.round(x / s_[0]) + zp[0], -128, 127).astype(np.int8)
+    expected = np.stack([run_tflm(model_bytes, [img[None]]).ravel() for img in xs])
+    out = build_and_run(generate_plan(name, xs, expected), work, cflags)
+    res = {(m[1], int(m[2])): int(m[3]) for m in re.finditer(r"PLAN (\w+) (\d+) (\d+)", out)}
+    print(f"{name}: whole model through ep_plan_run on the Cortex-M55, {n_images} images, outputs vs TFLM: "
+          f"{'all equal' if 'DONE 0' in out else 'MISMATCH'}\n")
+    print("| op | kernel | dense instr | palette instr | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    td = tp = 0
+    for k in range(len(sg.operators)):
+        d, p = res[("dense", k)] / TICKS_PER_INSN, res[("palette", k)] / TICKS_PER_INSN
+        td, tp = td + d, tp + p
+        print(f"| {k} | {lower(model, k).kernel} | {d:,.0f} | {p:,.0f} | {p / d:.3f} |")
+    print(f"| | **model** | {td:,.0f} | {tp:,.0f} | {tp / td:.3f} |")
+    return 0 if "DONE 0" in out else 1
+
+
 def build_and_run(src: str, work: Path, cflags: list[str]) -> str:
     (work / "bench_main.c").write_text(src)
     elf = work / "fw.elf"
@@ -232,7 +326,14 @@ def main(argv=None):
     ap.add_argument("--keep", help="keep the build directory here")
     ap.add_argument("--random", type=int, default=0, help="also run N random layers (correctness of Arm paths)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--plan", help="run this fixture model end to end through ep_plan_run (per-op hook counts)")
+    ap.add_argument("--images", type=int, default=4)
     args = ap.parse_args(argv)
+    if args.plan:
+        work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
+        work.mkdir(parents=True, exist_ok=True)
+        name = next(p.name for p in sorted(FIXTURES.glob("*.tflite")) if args.plan in p.name)
+        return run_plan_bench(name, args.images, work, CFLAGS + args.cflags.split())
     names = sorted(p.name for p in FIXTURES.glob("*.tflite"))
     if args.models == "none":
         names = []

@@ -32,3 +32,12 @@ def test_m55_lookup_path_matches_host(tmp_path):
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "MISMATCH" not in r.stdout
+
+
+def test_m55_whole_model_plan_matches_tflm(tmp_path):
+    """A whole fixture model as a static ep_plan (dense and palette) on the M55, hook counting per op."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "runtime_kernels.py"), "--plan", "pertensor",
+                        "--images", "3"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "all equal" in r.stdout
+    assert r.stdout.count("| conv2d |") == 2
