@@ -17,6 +17,8 @@ the golden outputs TFLM computed at build time.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import flatbuffers
@@ -132,14 +134,14 @@ class Graph:
     # -- elementwise and the rest
     def add(self, a, b, act=ACT.NONE) -> str:
         s = f32(np.hypot(self.scale(a), self.scale(b)) * self.rng.uniform(0.9, 1.3))
-        out = self.act([max(p, q) for p, q in zip(self.shape(a), self.shape(b))], s)
+        out = self.act(list(np.broadcast_shapes(tuple(self.shape(a)), tuple(self.shape(b)))), s)
         o = tfl.AddOptionsT()
         o.fusedActivationFunction = act
         return self._op(OP.ADD, [a, b], out, "AddOptions", o, 2)
 
     def mul(self, a, b, s_out=None, zp_out=None, act=ACT.NONE) -> str:
         s = s_out or f32(self.scale(a) * self.scale(b) * 40 * self.rng.uniform(0.8, 1.5))
-        shape = [max(p, q) for p, q in zip(self.shape(a), self.shape(b))]
+        shape = list(np.broadcast_shapes(tuple(self.shape(a)), tuple(self.shape(b))))
         out = self.act(shape, s, zp_out)
         o = tfl.MulOptionsT()
         o.fusedActivationFunction = act
@@ -457,3 +459,152 @@ def test_an_option_the_runtime_cannot_honour_stops_the_build_with_one_line(case,
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"edgepack: error: {model}: ") and expected in lines[0], lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]  # nothing half-written
+
+
+# --- the lowering across its option space: many random operators, one compiled program -------
+
+def _random_shape(rng, rank=None, hi=6):
+    rank = int(rng.integers(1, 5)) if rank is None else rank
+    return [int(rng.integers(1, hi + 1)) for _ in range(rank)]
+
+
+def _random_operator(g: Graph, rng, kind: str) -> tuple[list[str], str]:
+    """One random operator of `kind` on fresh graph inputs; returns (inputs, output)."""
+    acts = [ACT.NONE, ACT.RELU, ACT.RELU6, ACT.RELU_N1_TO_1]
+
+    def inp(shape):
+        return g.act(shape, np.exp(rng.uniform(np.log(0.002), np.log(0.2))), int(rng.integers(-128, 128)))
+
+    if kind in ("tanh", "logistic", "hard_swish", "quantize"):
+        x = inp(_random_shape(rng, hi=9))
+        return [x], getattr(g, kind)(x)
+    if kind == "softmax":
+        x = inp([int(rng.integers(1, 4)), int(rng.integers(1, 40))])
+        return [x], g.softmax(x, beta=float(rng.choice([1.0, f32(rng.uniform(0.2, 2.0))])))
+    if kind == "mean":
+        x = inp([int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+                 int(rng.integers(1, 9))])
+        same = bool(rng.integers(0, 2))
+        axes = [(1, 2), (2, 1), (-3, -2)][int(rng.integers(0, 3))]
+        return [x], g.mean(x, keep_dims=bool(rng.integers(0, 2)), axes=axes,
+                           s_out=g.scale(x) if same else None)
+    if kind == "concatenation":
+        shape = _random_shape(rng)
+        axis = int(rng.integers(-len(shape), len(shape)))
+        first = inp(shape)
+        xs = [first]
+        for _ in range(int(rng.integers(0, 4))):
+            s2 = list(shape)
+            s2[axis] = int(rng.integers(1, 5))
+            xs.append(g.like(first, s2))
+        return xs, g.concatenation(xs, axis)
+    if kind in ("add", "mul"):
+        out = _random_shape(rng, rank=int(rng.integers(1, 5)))
+        a = [d if rng.integers(0, 3) else 1 for d in out]
+        b = [d if rng.integers(0, 3) else 1 for d in out][len(out) - int(rng.integers(1, len(out) + 1)):]
+        xa, xb = inp(a), inp(b)
+        return [xa, xb], getattr(g, kind)(xa, xb, act=int(rng.choice(acts)))
+    if kind == "pad":
+        x = inp(_random_shape(rng))
+        pads = [(int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in g.shape(x)]
+        return [x], g.pad(x, pads)
+    if kind in ("max_pool", "avg_pool"):
+        k = int(rng.integers(1, 4))
+        x = inp([int(rng.integers(1, 3)), int(rng.integers(k, 10)), int(rng.integers(k, 10)),
+                 int(rng.integers(1, 6))])
+        return [x], g.pool(x, kind[:3], k, int(rng.integers(1, 3)), act=int(rng.choice(acts)),
+                           padding=int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID])))
+    if kind in ("conv", "depthwise"):
+        x = inp([1, int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(1, 6))])
+        if kind == "conv":
+            return [x], g.conv(x, int(rng.integers(1, 6)), int(rng.integers(1, 4)),
+                               int(rng.integers(1, 3)), act=int(rng.choice(acts)))
+        return [x], g.depthwise(x, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
+                                act=int(rng.choice(acts)))
+    if kind == "fully_connected":
+        x = inp([int(rng.integers(1, 3)), int(rng.integers(1, 30))])
+        return [x], g.fully_connected(x, int(rng.integers(1, 12)), act=int(rng.choice(acts)))
+    raise ValueError(kind)
+
+
+KINDS = ["tanh", "logistic", "hard_swish", "quantize", "softmax", "mean", "concatenation", "add",
+         "mul", "pad", "max_pool", "avg_pool", "conv", "depthwise", "fully_connected"]
+PER_KIND = 16
+
+
+def _c_values(data: np.ndarray) -> str:
+    return "{" + ", ".join(str(int(v)) for v in np.asarray(data).ravel()) + "}"
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
+    """Each random operator is lowered by codegen (params, model arrays, arena plan), run by
+    ep_plan_run in one host program built with ASan/UBSan, and compared with TFLM."""
+    from edgepack import codegen
+    from edgepack.tflite import read_model
+
+    chunks, calls, names = [], [], []
+    max_arena = 16
+    for kind_id, kind in enumerate(KINDS):
+        for i in range(PER_KIND):
+            rng = np.random.default_rng([SEED, 99, kind_id, i])
+            g = Graph(int(rng.integers(1 << 30)))
+            inputs, output = _random_operator(g, rng, kind)
+            path = tmp_path / f"{kind}_{i}.tflite"
+            path.write_bytes(g.model(inputs, [output]))
+            xs = [rng.integers(-128, 128, size=g.shape(x)).astype(np.int8) for x in inputs]
+            expected = run_tflm(path.read_bytes(), xs)
+            model = read_model(path)
+            assert codegen.unsupported_reason(model, model.operators[0]) is None, (kind, i)
+            steps, blob = codegen.lower_model(model, {})
+            arena = codegen.plan_arena(model, steps)
+            max_arena = max(max_arena, arena.size)
+            p = f"ep_t{len(names)}_"
+            raw = blob.to_bytes()
+            dtypes = {"int8_t": np.int8, "uint8_t": np.uint8, "int32_t": np.int32}
+            for a in blob.arrays:
+                values = np.frombuffer(raw[a.offset:a.offset + a.size], dtypes[a.ctype])
+                chunks.append(f"static const {a.ctype} {a.symbol.replace('ep_op', p)}[] = {_c_values(values)};")
+            (step,) = steps
+            chunks.append(f"static const {step.params_type} {p}params = "
+                          f"{codegen.c_initializer(step.params).replace('ep_op', p)};")
+            chunks.append(f"static const int32_t {p}inputs[] = "
+                          f"{_c_values([arena.offsets[t] for t in step.inputs])};")
+            chunks.append(f"static const ep_op {p}op = {{{step.kernel}, &{p}params, {len(step.inputs)}, "
+                          f"{p}inputs, {arena.offsets[step.output]}}};")
+            chunks.append(f"static const ep_plan {p}plan = {{&{p}op, 1, {arena.size}, "
+                          f"{arena.scratch_offset}, {arena.scratch_bytes}, NULL, 0}};")
+            loads = []
+            for k, (t, x) in enumerate(zip(model.inputs, xs)):
+                chunks.append(f"static const int8_t {p}x{k}[] = {_c_values(x)};")
+                loads.append(f"memcpy(arena + {arena.offsets[t]}, {p}x{k}, {x.size});")
+            chunks.append(f"static const int8_t {p}expected[] = {_c_values(expected.astype(np.int8))};")
+            out_off, out_size = arena.offsets[model.outputs[0]], expected.size
+            calls.append(f"    memset(arena, 0x5a, sizeof arena_words); {' '.join(loads)}\n"
+                         f"    st = ep_plan_run(&{p}plan, arena, {arena.size}, NULL, NULL);\n"
+                         f"    printf(\"%d %d\\n\", (int)st, count_mismatches(arena + {out_off}, "
+                         f"{p}expected, {out_size}));")
+            names.append(f"{kind} {i}")
+    source = "\n".join([
+        "#include <stdio.h>", "#include <string.h>", '#include "edgepack.h"', "",
+        f"static int32_t arena_words[{max_arena // 4 + 4}];", *chunks, "",
+        "static int count_mismatches(const uint8_t *got, const int8_t *want, int n)", "{",
+        "    int i, bad = 0;", "    for (i = 0; i < n; ++i) bad += (int8_t)got[i] != want[i];",
+        "    return bad;", "}", "", "int main(void)", "{",
+        "    uint8_t *arena = (uint8_t *)arena_words;", "    ep_status st;", *calls,
+        "    return 0;", "}", ""])
+    (tmp_path / "ops.c").write_text(source)
+    sources = sorted(str(p) for p in (codegen.FIRMWARE_DIR / "src").glob("*.c"))
+    exe = tmp_path / "ops"
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
+             "-fno-sanitize-recover=all"]
+    cc = subprocess.run(["gcc", *flags, "-I", str(codegen.FIRMWARE_DIR / "include"),
+                         str(tmp_path / "ops.c"), *sources, "-o", str(exe)], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = [tuple(map(int, line.split())) for line in run.stdout.splitlines()]
+    assert len(results) == len(names)
+    failures = [f"{name}: status {st}, {bad} mismatched bytes"
+                for name, (st, bad) in zip(names, results) if st != 0 or bad]
+    assert failures == [], failures
