@@ -285,11 +285,14 @@ def _add_run(sub) -> None:
         description="Configure and build DIR with CMake + Ninja, then run it under a timeout: "
                     "on the board's Corstone FVP when its binary is on PATH, else the CPU path "
                     "under QEMU, else natively on the host; on NPU boards without an FVP also "
-                    "Vela's command stream in edgepack's functional Ethos-U model. Exits 0 only "
+                    "Vela's command stream in edgepack's functional Ethos-U model (operators "
+                    "Vela leaves on the CPU run in the project's C runtime built for the host; a "
+                    "mismatch names the first differing layer). Exits 0 only "
                     "when every output matches TFLM's golden outputs bit for bit.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgepack run fw/\n  edgepack run fw/ --sim host --sanitize\n"
-               "  edgepack run fw/ --sim qemu --timeout 60 --json")
+               "  edgepack run fw/ --sim qemu --timeout 60 --json\n"
+               "  edgepack run fw/ --sim npu-model        # the NPU path, no FVP needed")
     p.add_argument("dir", help="a project written by `edgepack build`")
     p.add_argument("--sim", default="auto", choices=["auto", "fvp", "qemu", "host", "npu-model"],
                    help="where to run (default: auto)")
