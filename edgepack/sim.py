@@ -196,7 +196,9 @@ def choose_sims(board: BoardSpec, sim: str) -> list[str]:
     if board.sim.fvp and shutil.which(board.sim.fvp):
         return ["fvp"]
     chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
-    if board.npu is not None and board.npu.family == "u55" and _npu_model_available():
+    # the functional model executes every U55 configuration and the single-core U65-256
+    if board.npu is not None and (board.npu.family == "u55" or board.npu.accelerator == "ethos-u65-256") \
+            and _npu_model_available():
         chosen.append("npu-model")
     return chosen
 

@@ -26,7 +26,7 @@ from edgepack.vela import compile_for_board
 
 from .conftest import fixture_path
 from .firmware_support import built_project, needs
-from .npu_support import npu_cpu_npu_model, tflm_batch
+from .npu_support import U55_CONFIGS, compile_vela, npu_cpu_npu_model, tflm_batch
 
 HOST = needs("gcc", "cmake", "ninja")
 N_INPUTS = 200
@@ -73,7 +73,11 @@ def _vela_with_changed_weight(project: Path, tensor: str) -> bytes:
 
 
 def _vela_ops(project: Path) -> list[str]:
-    m = _read_tflite((project / "npu" / "model_vela.tflite").read_bytes())
+    return _vela_ops_of((project / "npu" / "model_vela.tflite").read_bytes())
+
+
+def _vela_ops_of(vela: bytes) -> list[str]:
+    m = _read_tflite(vela)
     names = []
     for op in m.subgraphs[0].operators:
         code = m.operatorCodes[op.opcodeIndex]
@@ -101,10 +105,14 @@ def test_npu_model_runs_the_cpu_operator_in_the_projects_c_runtime_and_passes(mi
 
 
 @HOST
-def test_npu_cpu_npu_is_bit_exact_with_tflm_on_200_random_inputs(mixed):
+@pytest.mark.parametrize("accel", U55_CONFIGS + ["ethos-u65-256"])
+def test_npu_cpu_npu_is_bit_exact_with_tflm_on_200_random_inputs(mixed, accel):
+    """The project's plan steps serve Vela's output for any MAC configuration (the CPU operator is
+    the same operator of the same folded model)."""
     info = json.loads((mixed / "build.json").read_text())
     host = HostSteps(build_library(mixed), info["layers"], 1, 1)
-    vela = (mixed / "npu" / "model_vela.tflite").read_bytes()
+    vela = compile_vela(_folded_bytes(mixed), accel).read_bytes()
+    assert _vela_ops_of(vela) == ["ethos-u", "1", "ethos-u"]
     calls = []
     runner = cpu_op_runner(host, _read_tflite(vela), on_output=lambda k, y: calls.append((k, y.shape)))
     x = np.random.default_rng(7).integers(-128, 128, (N_INPUTS, 1, 12, 12, 4), dtype=np.int8)
@@ -165,6 +173,9 @@ def test_auto_on_an_npu_board_without_an_fvp_adds_the_functional_model(monkeypat
     board = load_board("corstone-300")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no FVP_Corstone_SSE-300_Ethos-U55 here
     assert choose_sims(board, "auto") == ["qemu", "npu-model"]
+    assert choose_sims(load_board("corstone-310"), "auto") == ["host", "npu-model"]  # U55-256, no QEMU machine
+    assert choose_sims(load_board("corstone-300-u65"), "auto") == ["qemu", "npu-model"]  # U65-256
+    assert choose_sims(load_board("corstone-320"), "auto") == ["host"]  # no functional U85 model
     assert choose_sims(load_board("host"), "auto") == ["host"]
 
 
@@ -176,3 +187,13 @@ def test_auto_says_it_ran_the_functional_model_because_no_fvp_is_installed(mixed
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert rc == 0 and [r["sim"] for r in runs] == ["qemu", "npu-model"] and all(r["passed"] for r in runs)
     assert "(--sim auto: no FVP, FVP_Corstone_SSE-300_Ethos-U55 is not on PATH)" in runs[1]["where"]
+
+
+@HOST
+def test_a_project_without_the_host_step_source_is_told_to_rebuild(mixed, tmp_path, capsys):
+    project = _copy(mixed, tmp_path / "fw")
+    (project / "src" / "host_steps.c").unlink()  # as written by an edgepack before the library
+    rc = main(["run", str(project), "--sim", "npu-model"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "src/host_steps.c is missing" in err[0] and "rebuild the project" in err[0]
