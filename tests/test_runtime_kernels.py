@@ -363,8 +363,8 @@ def test_hard_swish(rt):
     failures = []
     for i, rng in configs(12):
         shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
-        s_in = log_uniform(rng, 0.005, 0.1)
-        s_out = float(np.float32(s_in * rng.uniform(0.3, 1.5)))
+        s_in = log_uniform(rng, 0.001, 0.5)
+        s_out = float(np.float32(s_in * np.exp(rng.uniform(-1.5, 1.0))))
         zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
         x = i8(rng, shape)
         model = single_op_model(OP.HARD_SWISH, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)])

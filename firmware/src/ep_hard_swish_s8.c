@@ -12,8 +12,8 @@ ep_status ep_hard_swish_s8(const ep_hard_swish_params *p, const int8_t *input, i
     if (p->reluish_multiplier_fixedpoint_int16 < INT16_MIN || p->reluish_multiplier_fixedpoint_int16 > INT16_MAX ||
         p->output_multiplier_fixedpoint_int16 < INT16_MIN || p->output_multiplier_fixedpoint_int16 > INT16_MAX)
         return EP_ERR_ARG;
-    if (p->output_multiplier_exponent > 0 || p->output_multiplier_exponent < -15 ||
-        p->reluish_multiplier_exponent > 15 || p->reluish_multiplier_exponent < -15)
+    if (p->output_multiplier_exponent > 0 || p->output_multiplier_exponent < -30 ||
+        p->reluish_multiplier_exponent > 30 || p->reluish_multiplier_exponent < -30)
         return EP_ERR_ARG;
     for (i = 0; i < p->size; ++i) {
         const int16_t x = (int16_t)((int32_t)input[i] - p->input_zero_point);
