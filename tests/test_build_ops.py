@@ -396,8 +396,8 @@ def _refused_fused_tanh(g):
 def _refused_broadcast(g):
     a = g.quantize(g.act([1, 2, 1, 3]))
     b = g.quantize(g.act([1, 4, 1, 3]))
-    g.ops[-1].outputs = [b]
-    return g.add(a, b)
+    o = tfl.AddOptionsT()
+    return g._op(OP.ADD, [a, b], g.act([1, 4, 1, 3]), "AddOptions", o, 2)
 
 
 def _refused_tanh_output_scale(g):
