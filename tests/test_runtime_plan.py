@@ -103,3 +103,32 @@ def test_scratch_too_small_is_refused(rt):
     scratch = np.zeros(need, np.uint8)
     assert rt.lib.ep_conv2d_s8(C.byref(conv.params), H._ptr(x), H._ptr(out), H._ptr(scratch), need - 2) == -3
     assert rt.lib.ep_conv2d_s8(C.byref(conv.params), H._ptr(x), H._ptr(out), H._ptr(scratch), need) == 0
+
+
+def test_plan_constant_inputs_and_multi_input_ops(rt):
+    """ADD with a constant operand (EP_CONST) then CONCATENATION of two arena tensors: the plan
+    gives the same bytes as calling the kernels directly."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, size=(1, 2, 3, 4)).astype(np.int8)
+    k = rng.integers(-128, 128, size=(1, 1, 1, 4)).astype(np.int8)
+    add_kw = dict(input1_offset=3, input2_offset=-7, output_offset=1, left_shift=20,
+                  input1_multiplier=1 << 30, input1_shift=0, input2_multiplier=1 << 30, input2_shift=-1,
+                  output_multiplier=1 << 30, output_shift=-19, act_min=-128, act_max=127)
+    direct_add = rt.add(x, k, out_shape=(1, 2, 3, 4), **add_kw)
+    direct = rt.concatenation([x, direct_add], axis=3)
+
+    add_p = H.AddParams(H.shape4(x.shape), H.shape4(k.shape), H.shape4((1, 2, 3, 4)), **add_kw)
+    sizes = np.asarray([4, 4], np.int32)
+    cat_p = H.ConcatParams(2, 6, 1, H._ptr(sizes))
+    add_in = np.asarray([0, -1], np.int32)           # arena offset 0, EP_CONST(0)
+    cat_in = np.asarray([0, 32], np.int32)
+    ops = (H.Op * 2)(H.Op(7, C.cast(C.byref(add_p), C.c_void_p), 2, H._ptr(add_in), 32),
+                     H.Op(14, C.cast(C.byref(cat_p), C.c_void_p), 2, H._ptr(cat_in), 64))
+    consts = (C.c_void_p * 1)(H._ptr(k))
+    plan = H.Plan(C.cast(ops, C.c_void_p), 2, 128, 0, 0, C.cast(consts, C.c_void_p), 1)
+    arena = np.zeros(128, np.uint8)
+    arena[:24] = x.ravel().view(np.uint8)
+    assert rt.lib.ep_plan_run(C.byref(plan), H._ptr(arena), 128, H.HOOK(), None) == 0
+    np.testing.assert_array_equal(arena[64:112].view(np.int8), direct.ravel())
+    plan.num_constants = 0  # the constant reference no longer resolves
+    assert rt.lib.ep_plan_run(C.byref(plan), H._ptr(arena), 128, H.HOOK(), None) == -1
