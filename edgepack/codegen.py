@@ -188,6 +188,7 @@ SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_P
                        "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "ADD", "MUL",
                        "PAD", "LOGISTIC", "TANH", "HARD_SWISH", "CONCATENATION", "QUANTIZE")
 MAX_OP_INPUTS = 16  # EP_MAX_OP_INPUTS in edgepack.h
+TFLM_MAX_CONCATENATION_INPUTS = 10  # kMaxInputNum in TFLM's concatenation.cc
 
 
 def _scale(t: Tensor) -> float:
@@ -318,8 +319,9 @@ def _check_concatenation(model: Model, op: Operator) -> str | None:
     out = model.tensors[op.outputs[0]]
     if op.fused_activation != "NONE":
         return f"fused activation {op.fused_activation} on CONCATENATION is not supported"
-    if len(op.inputs) > MAX_OP_INPUTS:
-        return f"{len(op.inputs)} inputs (the runtime takes up to {MAX_OP_INPUTS})"
+    if len(op.inputs) > TFLM_MAX_CONCATENATION_INPUTS:
+        return (f"{len(op.inputs)} inputs (TFLM, which computes the golden outputs, takes up to "
+                f"{TFLM_MAX_CONCATENATION_INPUTS}; the runtime {MAX_OP_INPUTS})")
     rank = max(len(out.shape), 1)
     axis = int(op.options.get("axis", 0))
     if not -rank <= axis < rank:

@@ -94,38 +94,43 @@ class Graph:
                     * self.rng.uniform(0.7, 1.3))
         return w, w_s, bias, s_out
 
-    def conv(self, x, cout, k, stride=1, act=ACT.NONE, padding=tfl.Padding.SAME) -> str:
+    def conv(self, x, cout, k, stride=1, act=ACT.NONE, padding=tfl.Padding.SAME, dilation=1) -> str:
         n, h, w_, cin = self.shape(x)
         w, w_s, bias, s_out = self._weights((cout, k, k, cin), cout, k * k * cin, x)
         wt = self.const(w, np.int8, list(map(float, w_s)), 0, 0)
         bt = self.const(bias, np.int32, list(map(float, np.float32(self.scale(x)) * w_s)), 0, 0)
         pad = "SAME" if padding == tfl.Padding.SAME else "VALID"
-        oh, ow = (conv_output_size(pad, h, k, stride), conv_output_size(pad, w_, k, stride))
+        oh, ow = (conv_output_size(pad, d, k, stride, dilation) for d in (h, w_))
         out = self.act([n, oh, ow, cout], s_out)
         o = tfl.Conv2DOptionsT()
         o.padding, o.strideH, o.strideW, o.fusedActivationFunction = padding, stride, stride, act
-        o.dilationHFactor = o.dilationWFactor = 1
+        o.dilationHFactor = o.dilationWFactor = dilation
         return self._op(OP.CONV_2D, [x, wt, bt], out, "Conv2DOptions", o, 3)
 
-    def depthwise(self, x, k, stride=1, act=ACT.NONE) -> str:
+    def depthwise(self, x, k, stride=1, act=ACT.NONE, multiplier=1, dilation=1) -> str:
         n, h, w_, c = self.shape(x)
-        w, w_s, bias, s_out = self._weights((1, k, k, c), c, k * k, x)
+        cout = c * multiplier
+        w, w_s, bias, s_out = self._weights((1, k, k, cout), cout, k * k, x)
         wt = self.const(w, np.int8, list(map(float, w_s)), 0, 3)
         bt = self.const(bias, np.int32, list(map(float, np.float32(self.scale(x)) * w_s)), 0, 0)
-        out = self.act([n, conv_output_size("SAME", h, k, stride),
-                        conv_output_size("SAME", w_, k, stride), c], s_out)
+        oh, ow = (conv_output_size("SAME", d, k, stride, dilation) for d in (h, w_))
+        out = self.act([n, oh, ow, cout], s_out)
         o = tfl.DepthwiseConv2DOptionsT()
-        o.padding, o.strideH, o.strideW, o.depthMultiplier = tfl.Padding.SAME, stride, stride, 1
-        o.fusedActivationFunction, o.dilationHFactor, o.dilationWFactor = act, 1, 1
+        o.padding, o.strideH, o.strideW = tfl.Padding.SAME, stride, stride
+        o.depthMultiplier, o.fusedActivationFunction = multiplier, act
+        o.dilationHFactor = o.dilationWFactor = dilation
         return self._op(OP.DEPTHWISE_CONV_2D, [x, wt, bt], out, "DepthwiseConv2DOptions", o, 3)
 
-    def fully_connected(self, x, units, act=ACT.NONE) -> str:
+    def fully_connected(self, x, units, act=ACT.NONE, per_channel=False) -> str:
         shape = self.shape(x)
         din = shape[-1]
-        w, w_s, bias, s_out = self._weights((units, din), 1, din, x)  # per-tensor, as converters
-        wt = self.const(w, np.int8, float(w_s[0]), 0)
-        bt = self.const(bias[:1].repeat(units) + np.arange(units, dtype=np.int32) * 37, np.int32,
-                        f32(np.float32(self.scale(x)) * w_s[0]), 0)
+        # per-tensor weights by default, as converters write them
+        w, w_s, bias, s_out = self._weights((units, din), units if per_channel else 1, din, x)
+        scales = list(map(float, w_s)) if per_channel else float(w_s[0])
+        wt = self.const(w, np.int8, scales, 0)
+        if not per_channel:
+            bias = bias[:1].repeat(units) + np.arange(units, dtype=np.int32) * 37
+        bt = self.const(bias, np.int32, list(map(float, np.float32(self.scale(x)) * w_s)), 0)
         out = self.act([int(np.prod(shape)) // din, units], s_out)
         o = tfl.FullyConnectedOptionsT()
         o.fusedActivationFunction = act
@@ -196,7 +201,7 @@ class Graph:
                         o, 3)
 
     def quantize(self, x) -> str:
-        out = self.act(self.shape(x), self.scale(x) * self.rng.uniform(0.5, 2.0))
+        out = self.act(self.shape(x), self.scale(x) * np.exp(self.rng.uniform(-3, 3)))
         return self._op(OP.QUANTIZE, [x], out, version=2)
 
     def softmax(self, x, beta=1.0) -> str:
@@ -350,6 +355,11 @@ def _refused_concat_activation(g):
     return g.concatenation([x, x], axis=3, act=ACT.RELU)
 
 
+def _refused_concat_of_eleven(g):
+    x = g.quantize(g.act([1, 2]))
+    return g.concatenation([x] * 11, axis=1)
+
+
 def _refused_mean_over_channels(g):
     return g.mean(g.quantize(g.act([1, 4, 4, 2])), keep_dims=True, axes=(3,))
 
@@ -430,6 +440,7 @@ def _refused_unknown_operator(g):
 
 REFUSED = {
     "concat_activation": (_refused_concat_activation, "operator 1 (CONCATENATION): fused activation RELU"),
+    "concat_of_eleven": (_refused_concat_of_eleven, "operator 1 (CONCATENATION): 11 inputs (TFLM"),
     "mean_over_channels": (_refused_mean_over_channels, "operator 1 (MEAN): reduces over axes [3]"),
     "mean_axes_not_constant": (_refused_mean_axes_not_constant, "operator 1 (MEAN): reduction axes must be constant"),
     "constant_add_operand": (_refused_constant_add_operand, "operator 1 (ADD): a constant operand"),
@@ -468,8 +479,9 @@ def _random_shape(rng, rank=None, hi=6):
     return [int(rng.integers(1, hi + 1)) for _ in range(rank)]
 
 
-def _random_operator(g: Graph, rng, kind: str) -> tuple[list[str], str]:
-    """One random operator of `kind` on fresh graph inputs; returns (inputs, output)."""
+def _random_operator(g: Graph, rng, kind: str, i: int) -> tuple[list[str], str]:
+    """Random operator `i` of `kind` on fresh graph inputs; returns (inputs, output). Every
+    fourth one takes an extreme: a 40x40 MEAN window, a 10-input CONCATENATION."""
     acts = [ACT.NONE, ACT.RELU, ACT.RELU6, ACT.RELU_N1_TO_1]
 
     def inp(shape):
@@ -482,7 +494,8 @@ def _random_operator(g: Graph, rng, kind: str) -> tuple[list[str], str]:
         x = inp([int(rng.integers(1, 4)), int(rng.integers(1, 40))])
         return [x], g.softmax(x, beta=float(rng.choice([1.0, f32(rng.uniform(0.2, 2.0))])))
     if kind == "mean":
-        x = inp([int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+        hw = 40 if i % 4 == 3 else 9
+        x = inp([int(rng.integers(1, 3)), int(rng.integers(1, hw)), int(rng.integers(1, hw)),
                  int(rng.integers(1, 9))])
         same = bool(rng.integers(0, 2))
         axes = [(1, 2), (2, 1), (-3, -2)][int(rng.integers(0, 3))]
@@ -493,7 +506,7 @@ def _random_operator(g: Graph, rng, kind: str) -> tuple[list[str], str]:
         axis = int(rng.integers(-len(shape), len(shape)))
         first = inp(shape)
         xs = [first]
-        for _ in range(int(rng.integers(0, 4))):
+        for _ in range(int(rng.integers(0, 4)) if i % 4 else 9):
             s2 = list(shape)
             s2[axis] = int(rng.integers(1, 5))
             xs.append(g.like(first, s2))
@@ -515,15 +528,19 @@ def _random_operator(g: Graph, rng, kind: str) -> tuple[list[str], str]:
         return [x], g.pool(x, kind[:3], k, int(rng.integers(1, 3)), act=int(rng.choice(acts)),
                            padding=int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID])))
     if kind in ("conv", "depthwise"):
-        x = inp([1, int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(1, 6))])
+        x = inp([1, int(rng.integers(5, 10)), int(rng.integers(5, 10)), int(rng.integers(1, 6))])
+        dilation = int(rng.choice([1, 1, 2]))
         if kind == "conv":
             return [x], g.conv(x, int(rng.integers(1, 6)), int(rng.integers(1, 4)),
-                               int(rng.integers(1, 3)), act=int(rng.choice(acts)))
+                               int(rng.integers(1, 3)), act=int(rng.choice(acts)), dilation=dilation,
+                               padding=int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID])))
         return [x], g.depthwise(x, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
-                                act=int(rng.choice(acts)))
+                                act=int(rng.choice(acts)), multiplier=int(rng.integers(1, 3)),
+                                dilation=dilation)
     if kind == "fully_connected":
         x = inp([int(rng.integers(1, 3)), int(rng.integers(1, 30))])
-        return [x], g.fully_connected(x, int(rng.integers(1, 12)), act=int(rng.choice(acts)))
+        return [x], g.fully_connected(x, int(rng.integers(1, 12)), act=int(rng.choice(acts)),
+                                      per_channel=bool(rng.integers(0, 2)))
     raise ValueError(kind)
 
 
@@ -549,7 +566,7 @@ def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
         for i in range(PER_KIND):
             rng = np.random.default_rng([SEED, 99, kind_id, i])
             g = Graph(int(rng.integers(1 << 30)))
-            inputs, output = _random_operator(g, rng, kind)
+            inputs, output = _random_operator(g, rng, kind, i)
             path = tmp_path / f"{kind}_{i}.tflite"
             path.write_bytes(g.model(inputs, [output]))
             xs = [rng.integers(-128, 128, size=g.shape(x)).astype(np.int8) for x in inputs]
