@@ -11,7 +11,6 @@ a fixed order, so two builds of the same inputs are byte-identical.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
