@@ -18,9 +18,10 @@ from edgepack.build import build
 from edgepack.cli import main
 from edgepack.fold import fold_model
 from edgepack.npu import run_vela_model
+from edgepack.npu.compare import compare_layers
 from edgepack.npu.host_steps import HostSteps, build_library, cpu_op_runner
 from edgepack.npu.runner import _read_tflite
-from edgepack.sim import choose_sims, run_project
+from edgepack.sim import choose_sims, golden_vectors, run_project
 from edgepack.tflite import read_model, serialize_model
 from edgepack.vela import compile_for_board
 
@@ -60,7 +61,7 @@ def _folded_bytes(project: Path) -> bytes:
     return folded
 
 
-def _vela_with_changed_weight(project: Path, tensor: str) -> bytes:
+def _vela_with_changed_weight(project: Path, tensor: str, accel: str | None = None) -> bytes:
     """Vela's output for the project's folded model with the weights of output channel 0 of
     `tensor` negated: a compilation that is wrong in exactly that layer."""
     info = json.loads((project / "build.json").read_text())
@@ -69,6 +70,8 @@ def _vela_with_changed_weight(project: Path, tensor: str) -> bytes:
     data = np.array(t.data)
     data[0] = np.clip(-data[0].astype(np.int32), -127, 127)
     t.data = data
+    if accel is not None:
+        return compile_vela(serialize_model(model), accel).read_bytes()
     return compile_for_board(serialize_model(model), load_board(info["board"])).optimized_model
 
 
@@ -197,3 +200,22 @@ def test_a_project_without_the_host_step_source_is_told_to_rebuild(mixed, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert "src/host_steps.c is missing" in err[0] and "rebuild the project" in err[0]
+
+
+def _digits_comparison(root, vela: bytes):
+    project = built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300")
+    info = json.loads((project / "build.json").read_text())
+    ins, outs = golden_vectors(project, info)
+    host = HostSteps(build_library(project), info["layers"], 1, 1)
+    return compare_layers(vela, [np.stack([row[0] for row in ins])], [np.stack([row[0] for row in outs])], host)
+
+
+@HOST
+@pytest.mark.parametrize("accel", U55_CONFIGS + ["ethos-u65-256"])
+def test_per_layer_comparison_blames_nothing_in_a_correct_compilation_and_the_right_layer_in_a_wrong_one(root, accel):
+    """Vela stripes and splits differently per MAC configuration; the comparison follows."""
+    project = built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300")
+    right = _digits_comparison(root, compile_vela(_folded_bytes(project), accel).read_bytes())
+    assert right.reference_matches_golden and right.mismatch is None
+    wrong = _digits_comparison(root, _vela_with_changed_weight(project, "digits_cnn/conv2/Conv2D", accel))
+    assert (wrong.mismatch.operator, wrong.mismatch.opcode) == (2, "CONV_2D")
