@@ -25,16 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .boards import BoardSpec
+from .codegen import SUPPORTED_OPERATORS
 from .errors import BuildError, ModelError, UsageError
 from .tflite import parse_model
 
 ETHOS_U_OP = "ethos-u"
 # Operators edgepack's C runtime implements: a CPU operator outside this list fails the build.
-RUNTIME_OPERATORS = [
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
-    "ADD", "MUL", "SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "PAD", "CONCATENATION", "RESHAPE",
-    "QUANTIZE",
-]
+# the operators edgepack's C runtime lowers: one list, kept where the lowering lives
+RUNTIME_OPERATORS = list(SUPPORTED_OPERATORS)
 VELA_TIMEOUT_S = 600
 KIB = 1024
 
