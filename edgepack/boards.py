@@ -19,8 +19,8 @@ except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .errors import UsageError
+from .resources import BOARDS_DIR
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
 DEFAULT_BOARD = "corstone-300"
 
 # What a memory region can hold. Every board places each of SECTIONS in exactly one region;

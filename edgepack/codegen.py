@@ -20,11 +20,9 @@ import numpy as np
 from . import __version__, quant
 from .errors import BuildError
 from .packing import pack_indices
+from .resources import FIRMWARE_DIR, TEMPLATES_DIR
 from .tflite import Model, Operator, Tensor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = REPO_ROOT / "templates"
-FIRMWARE_DIR = REPO_ROOT / "firmware"
 ALIGN = 16  # model arrays and arena tensors: what Vela, TFLM and MVE loads like
 
 

@@ -23,12 +23,12 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
+from .resources import TEMPLATES_DIR
 
 SCHEMA = "edgepack-report/1"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 NPU_ARENA = "NPU arena (Vela)"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 WEIGHT_OPERATORS_ROWS_ONE = ("DEPTHWISE_CONV_2D",)  # packed as a single row (packing.py)
 
 
