@@ -15,7 +15,7 @@ ep_status ep_pool_check(const ep_pool_params *p)
     if (!ep_window_ok(p->output.h, p->stride_h, p->filter_h, 1) ||
         !ep_window_ok(p->output.w, p->stride_w, p->filter_w, 1))
         return EP_ERR_DIM;
-    if (ep_prod(p->filter_h, p->filter_w) < 0 || (int64_t)p->filter_h * p->filter_w > 16777216) return EP_ERR_ARG;
+    if (ep_prod(p->filter_h, p->filter_w) < 0 || (int64_t)p->filter_h * p->filter_w > 4194304) return EP_ERR_ARG;
     if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
     return EP_OK;
 }

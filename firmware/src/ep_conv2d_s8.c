@@ -13,6 +13,7 @@ static ep_status conv_check(const ep_conv2d_params *p, int64_t *patch_len)
     if (p->stride_h > 65535 || p->stride_w > 65535 || p->dilation_h > 65535 || p->dilation_w > 65535)
         return EP_ERR_ARG;
     if (p->input_offset < -127 || p->input_offset > 128) return EP_ERR_ARG;
+    if (p->output_offset < -128 || p->output_offset > 127) return EP_ERR_ARG;
     if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
     if (!ep_requant_ok(&p->requant, p->output.c)) return EP_ERR_ARG;
     /* Coordinates stay within int32: (out - 1) * stride + (k - 1) * dilation. */
@@ -96,7 +97,7 @@ ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *o
                     const int32_t sum_x = ep_dense_prepare_row(patch, patch_len);
                     for (oc = 0; oc < p->output.c; ++oc, w += patch_len) {
                         int32_t acc = ep_dot_dense(w, patch, patch_len, sum_x);
-                        if (p->bias) acc += p->bias[oc];
+                        if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
                         out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
                     }
                 } else {
@@ -106,7 +107,7 @@ ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *o
                                           ? ep_dot_palette_pair(row, p->weights.bits, table, patch, patch_len)
                                           : ep_dot_palette_lut(row, p->weights.bits, (const int32_t *)table, patch,
                                                                patch_len);
-                        if (p->bias) acc += p->bias[oc];
+                        if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
                         out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
                     }
                 }

@@ -14,6 +14,7 @@ static ep_status dw_check(const ep_depthwise_conv2d_params *p)
     if (p->stride_h > 65535 || p->stride_w > 65535 || p->dilation_h > 65535 || p->dilation_w > 65535)
         return EP_ERR_ARG;
     if (p->input_offset < -127 || p->input_offset > 128) return EP_ERR_ARG;
+    if (p->output_offset < -128 || p->output_offset > 127) return EP_ERR_ARG;
     if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
     if (!ep_requant_ok(&p->requant, p->output.c)) return EP_ERR_ARG;
     if (!ep_window_ok(p->output.h, p->stride_h, p->filter.h, p->dilation_h) ||
@@ -58,7 +59,7 @@ ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8
                 for (ic = 0; ic < p->input.c; ++ic) {
                     for (m = 0; m < p->depth_multiplier; ++m) {
                         const int32_t oc = ic * p->depth_multiplier + m;
-                        int32_t acc = 0;
+                        uint32_t acc = 0; /* wrapping: defined for any filter size */
                         for (ky = 0; ky < p->filter.h; ++ky) {
                             const int32_t iy = y0 + ky * p->dilation_h;
                             if (iy < 0 || iy >= p->input.h) continue;
@@ -75,11 +76,11 @@ ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8
                                 } else {
                                     wv = lut[ep_palette_index((const uint8_t *)p->weights.data, p->weights.bits, e)];
                                 }
-                                acc += wv * xv;
+                                acc += (uint32_t)(wv * xv);
                             }
                         }
-                        if (p->bias) acc += p->bias[oc];
-                        out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
+                        if (p->bias) acc += (uint32_t)p->bias[oc];
+                        out[oc] = ep_requant_out((int32_t)acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
                     }
                 }
             }

@@ -23,12 +23,13 @@ static inline uint32_t ld_pair(const int16_t *p)
 }
 
 /* acc + lo(a)*lo(b) + hi(a)*hi(b) on signed 16-bit halves (SMLABB + SMLATT on Arm). */
-static inline int32_t mac_pair(int32_t acc, uint32_t a, uint32_t b)
+static inline uint32_t mac_pair(uint32_t acc, uint32_t a, uint32_t b)
 {
 #if EP_USE_DSP
-    return __smlad(a, b, acc);
+    return (uint32_t)__smlad(a, b, (int32_t)acc);
 #else
-    return acc + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) + (int16_t)(a >> 16) * (int16_t)(b >> 16);
+    return acc + (uint32_t)((int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)) +
+           (uint32_t)((int16_t)(a >> 16) * (int16_t)(b >> 16));
 #endif
 }
 
@@ -50,7 +51,7 @@ static inline uint32_t pack_pair(int32_t lo, int32_t hi)
 static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const int16_t *x, const int b)
 {
     uint32_t wv[8];
-    int32_t acc = 0;
+    uint32_t acc = 0; /* wrapping: defined for any row length */
     int k, j;
     EP_UNROLL_FULLY
     for (k = 0; k < b; ++k) wv[k] = ep_load_u32le(row + 4 * k);
@@ -67,14 +68,14 @@ static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const 
         if (sh + b > 32) v1 |= wv[(pos >> 5) + 1] << (32 - sh);
         acc = mac_pair(acc, pack_pair(lut[v0 & ((1u << b) - 1u)], lut[v1 & ((1u << b) - 1u)]), ld_pair(x + j));
     }
-    return acc;
+    return (int32_t)acc;
 }
 
 /* 3-bit indices in pair mode: 16 pairs of 6 bits in 3 words, pair[p] holds both codes. */
 static inline int32_t pair_group32_b3(const uint8_t *row, const uint32_t *pair, const int16_t *x)
 {
     uint32_t wv[3];
-    int32_t acc = 0;
+    uint32_t acc = 0; /* wrapping: defined for any row length */
     int k, j;
     EP_UNROLL_FULLY
     for (k = 0; k < 3; ++k) wv[k] = ep_load_u32le(row + 4 * k);
@@ -86,7 +87,7 @@ static inline int32_t pair_group32_b3(const uint8_t *row, const uint32_t *pair, 
         if (sh + 6 > 32) v |= wv[(pos >> 5) + 1] << (32 - sh);
         acc = mac_pair(acc, pair[v & 63u], ld_pair(x + 2 * j));
     }
-    return acc;
+    return (int32_t)acc;
 }
 
 int32_t ep_dense_prepare_row(int16_t *x, int32_t n)
@@ -94,22 +95,22 @@ int32_t ep_dense_prepare_row(int16_t *x, int32_t n)
     /* Swap elements 1 and 2 of every full group of four: (x0, x2) and (x1, x3) become adjacent
      * pairs that line up with the (w0, w2) / (w1, w3) lanes ep_dot_dense splits a weight word
      * into. Returns sum(x). */
-    int32_t sum = 0;
+    uint32_t sum = 0;
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const int16_t t = x[i + 1];
         x[i + 1] = x[i + 2];
         x[i + 2] = t;
-        sum += x[i] + x[i + 1] + x[i + 2] + x[i + 3];
+        sum += (uint32_t)(x[i] + x[i + 1] + x[i + 2] + x[i + 3]);
     }
-    for (; i < n; ++i) sum += x[i];
-    return sum;
+    for (; i < n; ++i) sum += (uint32_t)x[i];
+    return (int32_t)sum;
 }
 
 int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x)
 {
     /* x as rearranged by ep_dense_prepare_row: per group of four, (x0, x2, x1, x3). */
-    int32_t acc = 0;
+    uint32_t acc = 0; /* wrapping: defined for any row length */
     int32_t i = 0;
 #if EP_USE_DSP
     /* CMSIS-NN style: one load of four weights, SXTB16 splits them into the (w0, w2) and
@@ -130,12 +131,12 @@ int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x
 #endif
     for (; i < n; ++i) acc += w[i] * x[i];
     (void)sum_x;
-    return acc;
+    return (int32_t)acc;
 }
 
 int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n)
 {
-    int32_t acc = 0;
+    uint32_t acc = 0; /* wrapping: defined for any row length */
     int32_t i = 0;
     switch (bits) {
     case 8:
@@ -144,7 +145,7 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
             acc = mac_pair(acc, pack_pair(lut[row[2]], lut[row[3]]), ld_pair(x + i + 2));
         }
         for (; i < n; ++i) acc += lut[*row++] * x[i];
-        return acc;
+        return (int32_t)acc;
     case 4:
         for (; i + 8 <= n; i += 8, row += 4) {
             const uint32_t wd = ep_load_u32le(row);
@@ -161,7 +162,7 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
             uint32_t wd = ep_load_u32le(row);
             for (; i < n; ++i, wd >>= 4) acc += lut[wd & 0xFu] * x[i];
         }
-        return acc;
+        return (int32_t)acc;
     case 2:
         for (; i + 16 <= n; i += 16, row += 4) {
             const uint32_t wd = ep_load_u32le(row);
@@ -186,28 +187,28 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
             uint32_t wd = ep_load_u32le(row);
             for (; i < n; ++i, wd >>= 2) acc += lut[wd & 3u] * x[i];
         }
-        return acc;
+        return (int32_t)acc;
     case 1: {
         /* w = c0 + bit * (c1 - c0): accumulate sum(x) and the sum of x where the bit is set. */
-        int32_t sum_x = 0;
-        int32_t sum_sel = 0;
+        uint32_t sum_x = 0;
+        uint32_t sum_sel = 0;
         for (; i + 32 <= n; i += 32, row += 4) {
             const uint32_t wd = ep_load_u32le(row);
             int32_t j;
             for (j = 0; j < 32; ++j) {
                 const int32_t xv = x[i + j];
-                sum_x += xv;
-                sum_sel += (int32_t)((wd >> j) & 1u) * xv;
+                sum_x += (uint32_t)xv;
+                sum_sel += ((wd >> j) & 1u) ? (uint32_t)xv : 0u;
             }
         }
         if (i < n) {
             uint32_t wd = ep_load_u32le(row);
             for (; i < n; ++i, wd >>= 1) {
-                sum_x += x[i];
-                sum_sel += (int32_t)(wd & 1u) * x[i];
+                sum_x += (uint32_t)x[i];
+                sum_sel += (wd & 1u) ? (uint32_t)x[i] : 0u;
             }
         }
-        return lut[0] * sum_x + (lut[1] - lut[0]) * sum_sel;
+        return (int32_t)((uint32_t)lut[0] * sum_x + (uint32_t)(lut[1] - lut[0]) * sum_sel);
     }
     default: {
         /* Widths 3, 5, 6, 7: groups of 32 indices (b words), then a 32-bit window over the rest. */
@@ -243,7 +244,7 @@ int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut,
             }
             acc += lut[v] * x[i];
         }
-        return acc;
+        return (int32_t)acc;
     }
     }
 }
@@ -252,7 +253,7 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
 {
     /* pair[p]: codebook values of two adjacent indices (p = i0 | i1 << bits) as int16 halves.
      * x[n] must be 0 when n is odd (the last pair reads it). */
-    int32_t acc = 0;
+    uint32_t acc = 0; /* wrapping: defined for any row length */
     int32_t i = 0;
     uint32_t wd;
     switch (bits) {
@@ -268,7 +269,7 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
             wd = ep_load_u32le(row);
             for (; i < n; i += 2, wd >>= 8, x += 2) acc = mac_pair(acc, pair[wd & 0xFFu], ld_pair(x));
         }
-        return acc;
+        return (int32_t)acc;
     case 2:
         for (; i + 16 <= n; i += 16, row += 4, x += 16) {
             wd = ep_load_u32le(row);
@@ -285,7 +286,7 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
             wd = ep_load_u32le(row);
             for (; i < n; i += 2, wd >>= 4, x += 2) acc = mac_pair(acc, pair[wd & 0xFu], ld_pair(x));
         }
-        return acc;
+        return (int32_t)acc;
     case 3:
         for (; i + 32 <= n; i += 32, row += 12, x += 32) acc += pair_group32_b3(row, pair, x);
         if (i < n) {
@@ -312,7 +313,7 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
                 acc = mac_pair(acc, pair[v], ld_pair(x));
             }
         }
-        return acc;
+        return (int32_t)acc;
     default: /* 1 */
         for (; i + 32 <= n; i += 32, row += 4, x += 32) {
             int32_t j;
@@ -323,6 +324,6 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
             wd = ep_load_u32le(row);
             for (; i < n; i += 2, wd >>= 2, x += 2) acc = mac_pair(acc, pair[wd & 3u], ld_pair(x));
         }
-        return acc;
+        return (int32_t)acc;
     }
 }

@@ -10,6 +10,7 @@ static ep_status fc_check(const ep_fully_connected_params *p)
         return EP_ERR_DIM;
     if (p->input_offset < -127 || p->input_offset > 128) return EP_ERR_ARG;
     if (p->weights_offset < -127 || p->weights_offset > 128) return EP_ERR_ARG;
+    if (p->output_offset < -128 || p->output_offset > 127) return EP_ERR_ARG;
     if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
     if (!ep_requant_ok(&p->requant, p->output_depth)) return EP_ERR_ARG;
     return EP_OK;
@@ -55,29 +56,30 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (int64_t)b * p->input_depth;
         int8_t *out = output + (int64_t)b * p->output_depth;
-        int32_t sum_x = 0;
+        uint32_t sum_x = 0;
         for (i = 0; i < p->input_depth; ++i) {
             xrow[i] = (int16_t)(in[i] + p->input_offset);
-            sum_x += xrow[i];
+            sum_x += (uint32_t)xrow[i];
         }
         /* sum (w + wo)(x + xo) = sum w (x + xo) + wo * sum (x + xo) */
-        sum_x *= p->weights_offset;
+        sum_x *= (uint32_t)p->weights_offset;
         if (p->weights.form == EP_WEIGHTS_DENSE) {
             const int8_t *w = (const int8_t *)p->weights.data;
             const int32_t sum_row = ep_dense_prepare_row(xrow, p->input_depth);
             for (oc = 0; oc < p->output_depth; ++oc, w += p->input_depth) {
-                int32_t acc = ep_dot_dense(w, xrow, p->input_depth, sum_row) + sum_x;
-                if (p->bias) acc += p->bias[oc];
+                int32_t acc = ep_wadd(ep_dot_dense(w, xrow, p->input_depth, sum_row), (int32_t)sum_x);
+                if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
                 out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
             }
         } else {
             const uint8_t *row = (const uint8_t *)p->weights.data;
             for (oc = 0; oc < p->output_depth; ++oc, row += stride64) {
-                int32_t acc = (pair_mode ? ep_dot_palette_pair(row, p->weights.bits, table, xrow, p->input_depth)
-                                         : ep_dot_palette_lut(row, p->weights.bits, (const int32_t *)table, xrow,
-                                                              p->input_depth)) +
-                              sum_x;
-                if (p->bias) acc += p->bias[oc];
+                int32_t acc = ep_wadd(pair_mode ? ep_dot_palette_pair(row, p->weights.bits, table, xrow,
+                                                                      p->input_depth)
+                                                 : ep_dot_palette_lut(row, p->weights.bits, (const int32_t *)table,
+                                                                      xrow, p->input_depth),
+                                      (int32_t)sum_x);
+                if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
                 out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
             }
         }

@@ -171,7 +171,8 @@ static inline int8_t ep_requant_out(int32_t acc, const ep_requant *q, int32_t oc
                                     int32_t hi)
 {
     const int32_t k = q->count == 1 ? 0 : oc;
-    int32_t v = ep_MultiplyByQuantizedMultiplier(acc, q->multiplier[k], q->shift[k]) + out_offset;
+    /* Wrapping add: defined behaviour even for hostile parameters (the clamp bounds the result). */
+    int32_t v = ep_wadd(ep_MultiplyByQuantizedMultiplier(acc, q->multiplier[k], q->shift[k]), out_offset);
     return (int8_t)ep_clamp_i32(v, lo, hi);
 }
 

@@ -6,7 +6,7 @@ ep_status ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *outpu
     int32_t b, c, i, n;
     if (p == NULL || input == NULL || output == NULL) return EP_ERR_ARG;
     if (ep_shape_count(&p->input) < 0) return EP_ERR_DIM;
-    if ((int64_t)p->input.h * p->input.w > 8388608) return EP_ERR_DIM; /* sum fits int32 */
+    if ((int64_t)p->input.h * p->input.w > 4194304) return EP_ERR_DIM; /* |sum - zp * n| < 2^31 */
     if (p->input_zero_point < -128 || p->input_zero_point > 127 || p->output_zero_point < -128 ||
         p->output_zero_point > 127)
         return EP_ERR_ARG;
@@ -22,7 +22,7 @@ ep_status ep_mean_s8(const ep_mean_params *p, const int8_t *input, int8_t *outpu
             acc -= p->input_zero_point * n;
             v = ep_MultiplyByQuantizedMultiplier(acc, p->multiplier, p->shift);
             if (p->mode == EP_MEAN_INTEGER_OPS) v = ep_rounded_div(v, n);
-            output[(int64_t)b * p->input.c + c] = (int8_t)ep_clamp_i32(v + p->output_zero_point, -128, 127);
+            output[(int64_t)b * p->input.c + c] = (int8_t)ep_clamp_i32(ep_wadd(v, p->output_zero_point), -128, 127);
         }
     }
     return EP_OK;

@@ -8,7 +8,8 @@ ep_status ep_mul_s8(const ep_mul_params *p, const int8_t *input1, const int8_t *
     if (p == NULL || input1 == NULL || input2 == NULL || output == NULL) return EP_ERR_ARG;
     st = ep_broadcast_check(&p->input1, &p->input2, &p->output);
     if (st != EP_OK) return st;
-    if (p->input1_offset < -127 || p->input1_offset > 128 || p->input2_offset < -127 || p->input2_offset > 128)
+    if (p->input1_offset < -127 || p->input1_offset > 128 || p->input2_offset < -127 || p->input2_offset > 128 ||
+        p->output_offset < -128 || p->output_offset > 127)
         return EP_ERR_ARG;
     if (p->output_multiplier < 0 || p->output_shift < -31 || p->output_shift > 30) return EP_ERR_ARG;
     if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
@@ -18,9 +19,9 @@ ep_status ep_mul_s8(const ep_mul_params *p, const int8_t *input1, const int8_t *
                 for (c = 0; c < p->output.c; ++c) {
                     const int32_t a = input1[ep_bcast_offset(&p->input1, n, h, w, c)] + p->input1_offset;
                     const int32_t b = input2[ep_bcast_offset(&p->input2, n, h, w, c)] + p->input2_offset;
-                    const int32_t raw =
-                        ep_MultiplyByQuantizedMultiplier(a * b, p->output_multiplier, p->output_shift) +
-                        p->output_offset;
+                    const int32_t raw = ep_wadd(
+                        ep_MultiplyByQuantizedMultiplier(a * b, p->output_multiplier, p->output_shift),
+                        p->output_offset);
                     output[(((int64_t)n * p->output.h + h) * p->output.w + w) * p->output.c + c] =
                         (int8_t)ep_clamp_i32(raw, p->act_min, p->act_max);
                 }

@@ -10,9 +10,9 @@ ep_status ep_quantize_s8(const ep_quantize_params *p, const int8_t *input, int8_
         p->output_zero_point > 127 || p->multiplier < 0 || p->shift < -31 || p->shift > 30)
         return EP_ERR_ARG;
     for (i = 0; i < p->size; ++i) {
-        const int32_t v = ep_MultiplyByQuantizedMultiplier((int32_t)input[i] - p->input_zero_point, p->multiplier,
-                                                           p->shift) +
-                          p->output_zero_point;
+        const int32_t v = ep_wadd(ep_MultiplyByQuantizedMultiplier((int32_t)input[i] - p->input_zero_point,
+                                                                   p->multiplier, p->shift),
+                                  p->output_zero_point);
         output[i] = (int8_t)ep_clamp_i32(v, -128, 127);
     }
     return EP_OK;

@@ -8,6 +8,7 @@ ep_status ep_softmax_s8(const ep_softmax_params *p, const int8_t *input, int8_t 
     if (p == NULL || input == NULL || output == NULL) return EP_ERR_ARG;
     if (p->rows < 1 || p->depth < 1 || ep_prod(p->rows, p->depth) < 0) return EP_ERR_DIM;
     if (p->input_multiplier < 0 || p->input_left_shift < 0 || p->input_left_shift > 31) return EP_ERR_ARG;
+    if (p->diff_min > 0) return EP_ERR_ARG; /* the row maximum must always count: sum of exps > 0 */
     for (r = 0; r < p->rows; ++r) {
         const int8_t *in = input + (int64_t)r * p->depth;
         int8_t *out = output + (int64_t)r * p->depth;
@@ -32,8 +33,11 @@ ep_status ep_softmax_s8(const ep_softmax_params *p, const int8_t *input, int8_t 
                 const int32_t scaled = ep_MultiplyByQuantizedMultiplierGreaterThanOne(diff, p->input_multiplier,
                                                                                       p->input_left_shift);
                 const int32_t e = ep_exp_on_negative_values(scaled, kScaledDiffIntegerBits);
+                /* exponent > 31 (a sum of exps >= 2^29 in Q12, i.e. >= 1024 near-equal inputs) would be
+                 * an out-of-range shift in TFLite; the exact quotient rounds to 0 there. */
+                const int exponent = num_bits_over_unit + 31 - 8;
                 const int32_t unsat =
-                    ep_RoundingDivideByPOT(ep_fp_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
+                    exponent > 31 ? 0 : ep_RoundingDivideByPOT(ep_fp_mul(shifted_scale, e), exponent);
                 out[c] = (int8_t)ep_clamp_i32(unsat - 128, -128, 127);
             } else {
                 out[c] = -128;
