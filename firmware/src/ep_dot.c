@@ -15,6 +15,16 @@
 #define EP_USE_DSP 0
 #endif
 
+/* Accumulator type. Plain C accumulates in uint32_t so that even absurd row lengths wrap
+ * instead of overflowing (no undefined behaviour under -fsanitize=undefined). The Arm DSP build
+ * accumulates in int32_t, the type of the SMLAD intrinsic (which wraps), to keep the register
+ * allocation tight; int32 accumulation overflows only beyond ~65 000 elements a row. */
+#if EP_USE_DSP
+typedef int32_t ep_acc;
+#else
+typedef uint32_t ep_acc;
+#endif
+
 /* Two adjacent int16 values as one 32-bit word, element i in the low half (endian-free; GCC
  * merges it into one LDR). */
 static inline uint32_t ld_pair(const int16_t *p)
@@ -23,10 +33,10 @@ static inline uint32_t ld_pair(const int16_t *p)
 }
 
 /* acc + lo(a)*lo(b) + hi(a)*hi(b) on signed 16-bit halves (SMLABB + SMLATT on Arm). */
-static inline uint32_t mac_pair(uint32_t acc, uint32_t a, uint32_t b)
+static inline ep_acc mac_pair(ep_acc acc, uint32_t a, uint32_t b)
 {
 #if EP_USE_DSP
-    return (uint32_t)__smlad(a, b, (int32_t)acc);
+    return __smlad(a, b, acc);
 #else
     return acc + (uint32_t)((int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)) +
            (uint32_t)((int16_t)(a >> 16) * (int16_t)(b >> 16));
@@ -51,7 +61,7 @@ static inline uint32_t pack_pair(int32_t lo, int32_t hi)
 static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const int16_t *x, const int b)
 {
     uint32_t wv[8];
-    uint32_t acc = 0; /* wrapping: defined for any row length */
+    ep_acc acc = 0;
     int k, j;
     EP_UNROLL_FULLY
     for (k = 0; k < b; ++k) wv[k] = ep_load_u32le(row + 4 * k);
@@ -75,7 +85,7 @@ static inline int32_t dot_group32(const uint8_t *row, const int32_t *lut, const 
 static inline int32_t pair_group32_b3(const uint8_t *row, const uint32_t *pair, const int16_t *x)
 {
     uint32_t wv[3];
-    uint32_t acc = 0; /* wrapping: defined for any row length */
+    ep_acc acc = 0;
     int k, j;
     EP_UNROLL_FULLY
     for (k = 0; k < 3; ++k) wv[k] = ep_load_u32le(row + 4 * k);
@@ -110,7 +120,7 @@ int32_t ep_dense_prepare_row(int16_t *x, int32_t n)
 int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x)
 {
     /* x as rearranged by ep_dense_prepare_row: per group of four, (x0, x2, x1, x3). */
-    uint32_t acc = 0; /* wrapping: defined for any row length */
+    ep_acc acc = 0;
     int32_t i = 0;
 #if EP_USE_DSP
     /* CMSIS-NN style: one load of four weights, SXTB16 splits them into the (w0, w2) and
@@ -136,7 +146,7 @@ int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x
 
 int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n)
 {
-    uint32_t acc = 0; /* wrapping: defined for any row length */
+    ep_acc acc = 0;
     int32_t i = 0;
     switch (bits) {
     case 8:
@@ -253,7 +263,7 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
 {
     /* pair[p]: codebook values of two adjacent indices (p = i0 | i1 << bits) as int16 halves.
      * x[n] must be 0 when n is odd (the last pair reads it). */
-    uint32_t acc = 0; /* wrapping: defined for any row length */
+    ep_acc acc = 0;
     int32_t i = 0;
     uint32_t wd;
     switch (bits) {
