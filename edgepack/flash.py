@@ -163,7 +163,7 @@ def flash_project(project: str, to: str | None = None, probe: bool = False,
 
     path = Path(project)
     info = load_build_json(path)
-    board = load_board(info["board"])
+    board = load_board(info.get("board_file", info["board"]))
     if board.sim.host:
         raise UsageError(f"board {board.name} is the host: nothing to flash (use `edgepack run`)",
                          project)
