@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
 from . import __version__
 from .errors import EdgepackError
@@ -34,20 +35,50 @@ def _console():
     return Console()
 
 
+def _print_result(args, as_json, render) -> None:
+    """Every command's output: with --json the data AS_JSON on stdout, else the text view that
+    RENDER(console) draws."""
+    if args.json:
+        _print_json(as_json)
+    else:
+        render(_console())
+
+
+def _command(sub, name: str, func, *, help: str, description: str, epilog: str):
+    """Add the subcommand NAME that runs FUNC. The description is one paragraph, wrapped here
+    to 88 columns; the epilog (worked examples) is printed exactly as written."""
+    paragraph = textwrap.fill(description, 88, break_on_hyphens=False)
+    p = sub.add_parser(name, help=help, description=paragraph, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_codebook_options(p) -> None:
+    """How `fold` and `build` choose each weight tensor's codebook size (fold.fold_model's
+    `clusters` and `max_error_db`)."""
+    p.add_argument("--clusters", default="auto", metavar="K|auto",
+                   help="codebook size 1..256 for every weight tensor, or 'auto' (default): "
+                        "each tensor's own clustering; tensors that were never clustered stay "
+                        "dense int8")
+    p.add_argument("--max-error", type=float, metavar="DB", dest="max_error",
+                   help="instead of --clusters: per tensor the smallest K in 2..256 whose "
+                        "weight SQNR is at least DB (e.g. 40)")
+
+
 # --- inspect -------------------------------------------------------------------------------
 
 def _add_inspect(sub) -> None:
-    p = sub.add_parser(
-        "inspect", help="show operators and how palette-ready each weight tensor is",
+    p = _command(
+        sub, "inspect", _cmd_inspect,
+        help="show operators and how palette-ready each weight tensor is",
         description="Per operator and per weight tensor: shape, quantization, distinct int8 "
                     "values in the tensor and in any one output channel, the values a "
                     "layer-shared codebook needs, zeros and all-zero channels, and a verdict "
                     "(palette-ready / clustered but per-channel / dense).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  edgepack inspect model.tflite --json | jq '.weights[].verdict'")
     p.add_argument("model", help="an int8 .tflite model")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
-    p.set_defaults(func=_cmd_inspect)
 
 
 def _cmd_inspect(args) -> int:
@@ -57,22 +88,17 @@ def _cmd_inspect(args) -> int:
     model = read_model(args.model)
     check_int8(model)
     info = inspect_model(model)
-    if args.json:
-        _print_json(info)
-    else:
-        render_text(info, _console())
+    _print_result(args, info, lambda console: render_text(info, console))
     return 0
 
 
 # --- fold ----------------------------------------------------------------------------------
 
 def _add_fold(sub) -> None:
-    import textwrap
-
-    p = sub.add_parser(
-        "fold", help="fold weights into layer-shared int8 codebooks (palette form)",
-        description=textwrap.fill(
-                    "Give every weight tensor one int8 codebook shared by all its output "
+    p = _command(
+        sub, "fold", _cmd_fold,
+        help="fold weights into layer-shared int8 codebooks (palette form)",
+        description="Give every weight tensor one int8 codebook shared by all its output "
                     "channels, with per-channel scales absorbing each channel's gain, so the "
                     "weights become codebook[index]. This recovers clustering that per-channel "
                     "quantization and batch-norm folding spread out (the Ethos-U weight encoder "
@@ -80,8 +106,7 @@ def _add_fold(sub) -> None:
                     "weights stay exactly zero. OUT is a standard TFLite model (biases are "
                     "re-derived for the new scales); the report gives per tensor K, index bits "
                     "and weight SQNR, and the end-to-end agreement with the input model through "
-                    "the TFLM interpreter.", 88),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+                    "the TFLM interpreter.",
         epilog="examples:\n"
                "  edgepack fold model.tflite -o folded.tflite              fold to the model's own clustering\n"
                "  edgepack fold model.tflite -o folded.tflite --clusters 16\n"
@@ -92,17 +117,10 @@ def _add_fold(sub) -> None:
     p.add_argument("model", help="an int8 .tflite model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
                    help="where to write the folded model (written atomically)")
-    p.add_argument("--clusters", default="auto", metavar="K|auto",
-                   help="codebook size 1..256 for every weight tensor, or 'auto' (default): "
-                        "each tensor's own clustering; tensors that were never clustered stay "
-                        "dense int8")
-    p.add_argument("--max-error", type=float, metavar="DB", dest="max_error",
-                   help="instead of K: per tensor the smallest K in 2..256 whose weight SQNR "
-                        "is at least DB (e.g. 40)")
+    _add_codebook_options(p)
     p.add_argument("--calibration", metavar="X.npy",
                    help="inputs for the end-to-end check (default: 32 random int8 inputs)")
     p.add_argument("--json", action="store_true", help="machine-readable report (see README)")
-    p.set_defaults(func=_cmd_fold)
 
 
 def _cmd_fold(args) -> int:
@@ -132,62 +150,54 @@ def _cmd_fold(args) -> int:
 
         result = fold_model(model, args.clusters, args.max_error, calibration, progress)
     write_model(result.model, out)
-    if args.json:
-        info = result.to_json()
-        info["output"] = str(out)
-        _print_json(info)
-    else:
-        render_text(result, _console(), str(out))
+    _print_result(args, {**result.to_json(), "output": str(out)},
+                  lambda console: render_text(result, console, str(out)))
     return 0
 
 
 # --- boards --------------------------------------------------------------------------------
 
 def _add_boards(sub) -> None:
-    p = sub.add_parser(
-        "boards", help="list the boards edgepack can build for",
+    p = _command(
+        sub, "boards", _cmd_boards,
+        help="list the boards edgepack can build for",
         description="The boards edgepack knows: CPU and compiler, the Ethos-U NPU as Vela sees "
                     "it (accelerator, system config, memory mode), memory regions (address, "
                     "size, what the firmware puts there) and how to simulate each. Boards are "
                     "data: one TOML file per board in boards/; a new board needs no code, and "
                     "--board accepts the path of your own board file.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgepack boards\n  edgepack boards --json | jq '.[].name'\n"
                "  edgepack boards --board corstone-320      one board (a name or a .toml path)")
     p.add_argument("--board", help="show only this board (a name or the path of a board file)")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
-    p.set_defaults(func=_cmd_boards)
 
 
 def _cmd_boards(args) -> int:
     from .boards import board_info, list_boards, load_board, render_boards
 
     boards = [load_board(args.board)] if args.board else list_boards()
-    if args.json:
-        _print_json([board_info(b) for b in boards])
-    else:
-        render_boards(boards, _console())
+    _print_result(args, [board_info(b) for b in boards],
+                  lambda console: render_boards(boards, console))
     return 0
 
 
 # --- report --------------------------------------------------------------------------------
 
 def _add_report(sub) -> None:
-    p = sub.add_parser(
-        "report", help="re-render a build's report (report.html) from its report.json",
+    p = _command(
+        sub, "report", _cmd_report,
+        help="re-render a build's report (report.html) from its report.json",
         description="Every `edgepack build` writes DIR/report.json (the figures: fit per memory "
                     "region, weight bytes dense / folded / packed / Vela-encoded, Vela's NPU "
                     "cycle estimate before and after folding, output agreement with the "
                     "unfolded model, and a per-layer table) and DIR/report.html (the same as a "
                     "self-contained page with charts, for any browser, offline). This command "
                     "re-renders report.html from report.json and prints the summary.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgepack report fw/                      summary table, rewrite "
                "fw/report.html\n  edgepack report fw/ --json | jq .summary  the figures for CI")
     p.add_argument("dir", help="a build directory (holds report.json)")
     p.add_argument("--json", action="store_true",
                    help="print report.json (schema edgepack-report/1, see README) instead")
-    p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args) -> int:
@@ -195,12 +205,12 @@ def _cmd_report(args) -> int:
 
     report = load_report(args.dir)
     write_report(report, args.dir)
-    if args.json:
-        _print_json(report.to_json())
-    else:
-        console = _console()
+
+    def render(console) -> None:
         print_summary(report, console)
         console.print(f"wrote {args.dir.rstrip('/')}/report.html")
+
+    _print_result(args, report.to_json(), render)
     return 0
 
 
@@ -228,15 +238,15 @@ class _StderrProgress:
 
 
 def _add_build(sub) -> None:
-    p = sub.add_parser(
-        "build", help="fold, compile with Vela, and generate a firmware project",
+    p = _command(
+        sub, "build", _cmd_build,
+        help="fold, compile with Vela, and generate a firmware project",
         description="Read an int8 TFLite model, fold its weights into layer-shared codebooks, "
                     "compile it with Vela for the board's Ethos-U (model as given and folded: "
                     "prints what folding changed), plan the runtime kernel calls over one arena, "
                     "compute golden outputs with TFLM, and write a C project (CMake, linker "
                     "script, start-up code, main.c, model data, runtime) into DIR. Nothing is "
                     "written unless everything fits the board.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  edgepack build model.tflite --board corstone-300 -o fw/\n"
                "  edgepack build model.tflite --board host -o fw-host/ --input x.npy\n"
@@ -246,15 +256,11 @@ def _add_build(sub) -> None:
     p.add_argument("--board", default="corstone-300",
                    help="board name or board .toml file (default: corstone-300)")
     p.add_argument("-o", "--output", metavar="DIR", help="project directory (default: <model>_<board>)")
-    p.add_argument("--clusters", default="auto", metavar="K|auto",
-                   help="codebook size per layer, 1..256, or auto (each tensor's own clustering)")
-    p.add_argument("--max-error", type=float, metavar="DB", dest="max_error",
-                   help="instead of --clusters: smallest K whose weight SQNR is at least DB")
+    _add_codebook_options(p)
     p.add_argument("--input", metavar="X.npy", help="golden inputs [N, ...] (int8, or float32 "
                    "real values); default: 4 seeded random int8 inputs")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--json", action="store_true", help="print build.json's figures as JSON")
-    p.set_defaults(func=_cmd_build)
 
 
 def _cmd_build(args) -> int:
@@ -272,16 +278,15 @@ def _cmd_build(args) -> int:
                        progress=progress, timings=timings)
     finally:
         progress.stop()
-    if args.json:
-        _print_json(summary(result, out, timings))
-    else:
-        render_text(result, out, _console(), timings)
+    _print_result(args, summary(result, out, timings),
+                  lambda console: render_text(result, out, console, timings))
     return 0
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser(
-        "run", help="build a generated project and run it on a simulator",
+    p = _command(
+        sub, "run", _cmd_run,
+        help="build a generated project and run it on a simulator",
         description="Configure and build DIR with CMake + Ninja, then run it under a timeout: "
                     "on the board's Corstone FVP when its binary is on PATH, else the CPU path "
                     "under QEMU, else natively on the host; on NPU boards without an FVP also "
@@ -289,7 +294,6 @@ def _add_run(sub) -> None:
                     "Vela leaves on the CPU run in the project's C runtime built for the host; a "
                     "mismatch names the first differing layer). Exits 0 only "
                     "when every output matches TFLM's golden outputs bit for bit.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgepack run fw/\n  edgepack run fw/ --sim host --sanitize\n"
                "  edgepack run fw/ --sim qemu --timeout 60 --json\n"
                "  edgepack run fw/ --sim npu-model        # the NPU path, no FVP needed")
@@ -301,7 +305,6 @@ def _add_run(sub) -> None:
     p.add_argument("--sanitize", action="store_true",
                    help="host runs: build with -fsanitize=address,undefined")
     p.add_argument("--json", action="store_true", help="machine-readable results")
-    p.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args) -> int:
@@ -317,22 +320,20 @@ def _cmd_run(args) -> int:
     from .report import record_runs  # measured memory and per-layer counts into the report
 
     record_runs(args.dir, results)
-    if args.json:
-        _print_json({"dir": args.dir, "passed": ok, "runs": [r.as_dict() for r in results]})
-    else:
-        render_text(results, _console())
+    _print_result(args, {"dir": args.dir, "passed": ok, "runs": [r.as_dict() for r in results]},
+                  lambda console: render_text(results, console))
     return 0 if ok else 1
 
 
 def _add_flash(sub) -> None:
-    p = sub.add_parser(
-        "flash", help="put a built firmware on a board (MPS3 USB drive or a debug probe)",
+    p = _command(
+        sub, "flash", _cmd_flash,
+        help="put a built firmware on a board (MPS3 USB drive or a debug probe)",
         description="Copy the firmware onto the board: for Arm MPS3 boards the SD-card layout "
                     "(images in SOFTWARE/, MB/HBI0309C/<AN>/images.txt with their load "
                     "addresses) onto the board's mounted USB drive; or program firmware.hex "
                     "through pyOCD (optional: pip install pyocd) when a debug probe is attached. "
                     "Builds the firmware first when DIR has no build.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgepack flash fw/ --to /media/$USER/V2M-MPS3\n  edgepack flash fw/ --probe")
     p.add_argument("dir", help="a project written by `edgepack build`")
     g = p.add_mutually_exclusive_group()
@@ -340,17 +341,14 @@ def _add_flash(sub) -> None:
     g.add_argument("--probe", action="store_true", help="program through pyOCD")
     p.add_argument("--target", help="pyOCD target type (default: what the probe reports)")
     p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.set_defaults(func=_cmd_flash)
 
 
 def _cmd_flash(args) -> int:
     from .flash import flash_project
 
     result = flash_project(args.dir, to=args.to, probe=args.probe, target=args.target)
-    if args.json:
-        _print_json({"method": result.method, "target": result.target, "files": result.files})
-    else:
-        _console().print(result.message)
+    _print_result(args, {"method": result.method, "target": result.target, "files": result.files},
+                  lambda console: console.print(result.message))
     return 0
 
 
