@@ -160,14 +160,29 @@ def run_qemu(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
     return r
 
 
-def run_fvp(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
-    fvp = shutil.which(board.sim.fvp)
-    cmd = [fvp, "-a", str(build_dir / "firmware.elf")]
+def fvp_command(fvp: str, elf: Path, board: BoardSpec, timeout: float) -> list[str]:
+    """The FVP command line for `board`, as Arm's evaluation kit runs it: load the ELF
+    (`-a`), the board file's `-C` parameters (UART0 to stdout, unbuffered, shutdown on EOT,
+    no visualisation or telnet), statistics at the end and a time limit."""
+    cmd = [fvp, "-a", str(elf)]
     for p in board.sim.fvp_params:
         cmd += ["-C", p]
-    cmd += ["--stat", "--timelimit", str(int(timeout))]
-    return _run("fvp", f"{board.sim.fvp} (Arm Corstone FVP; the firmware's CPU path)", cmd,
-                timeout + 30, build_dir)
+    return cmd + ["--stat", "--timelimit", str(max(1, int(timeout)))]
+
+
+def run_fvp(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
+    fvp = shutil.which(board.sim.fvp or "")
+    if fvp is None:
+        raise BuildError(f"board {board.name}: FVP {board.sim.fvp or '(none)'} is not on PATH "
+                         "(Arm's Corstone FVPs are a separate download from developer.arm.com)")
+    cmd = fvp_command(fvp, build_dir / "firmware.elf", board, timeout)
+    # The FVP stops itself at --timelimit; the extra margin is for its start-up. Its exit
+    # status says nothing about the firmware (shutdown on EOT exits 0): the UART log decides.
+    r = _run("fvp", f"{board.sim.fvp} (Arm Corstone FVP; the firmware's CPU path)", cmd,
+             timeout + 30, build_dir)
+    if not r.result_line and r.wall_s >= timeout and not r.failure.startswith("timed out"):
+        r.failure = f"timed out after {timeout:.0f} s (the FVP's --timelimit; a hang?)"
+    return r
 
 
 def run_host(build_dir: Path, timeout: float, sanitize: bool) -> RunResult:
@@ -177,13 +192,17 @@ def run_host(build_dir: Path, timeout: float, sanitize: bool) -> RunResult:
     return _run("host", what, [str(build_dir / "firmware")], timeout, build_dir, env)
 
 
+def fvp_installed(board: BoardSpec) -> bool:
+    return bool(board.sim.fvp and shutil.which(board.sim.fvp))
+
+
 def choose_sims(board: BoardSpec, sim: str) -> list[str]:
     """What `--sim` means for this board ("auto": the FVP if installed, else QEMU, else host;
-    on NPU boards without an FVP also the functional NPU model)."""
+    on NPU boards the functional NPU model as well, since the generated firmware drives no NPU)."""
     if sim not in SIMS:
         raise UsageError(f"unknown --sim {sim!r}; choose one of: {', '.join(SIMS)}")
     if sim != "auto":
-        if sim == "fvp" and not (board.sim.fvp and shutil.which(board.sim.fvp)):
+        if sim == "fvp" and not fvp_installed(board):
             raise BuildError(f"board {board.name}: FVP {board.sim.fvp or '(none)'} is not on PATH "
                              "(Arm's Corstone FVPs are a separate download from developer.arm.com)")
         if sim == "qemu" and not board.sim.qemu_machine:
@@ -193,9 +212,10 @@ def choose_sims(board: BoardSpec, sim: str) -> list[str]:
         return [sim]
     if board.sim.host:
         return ["host"]
-    if board.sim.fvp and shutil.which(board.sim.fvp):
-        return ["fvp"]
-    chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
+    if fvp_installed(board):
+        chosen = ["fvp"]  # the firmware runs the CPU path there: the NPU path still needs the model
+    else:
+        chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
     # the functional model executes every U55 configuration and the single-core U65-256
     if board.npu is not None and (board.npu.family == "u55" or board.npu.accelerator == "ethos-u65-256") \
             and _npu_model_available():
@@ -223,7 +243,7 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
         if s == "npu-model":
             say("running Vela's command stream in the functional Ethos-U model")
             r = run_npu_model(project, info, board, timeout)
-            if sim == "auto":
+            if sim == "auto" and not fvp_installed(board):
                 r.where += f" (--sim auto: no FVP, {board.sim.fvp or 'none for this board'} is not on PATH)"
             results.append(r)
             continue
