@@ -371,38 +371,50 @@ def summary(result: BuildResult, out: str, timings: dict | None = None) -> dict:
 
 
 def render_text(result: BuildResult, out: str, console, timings: dict | None = None) -> None:
+    """Label / value rows (values wrap under their own column, so 80 columns stay readable),
+    the memory table, and the next command."""
     from rich.table import Table
 
     r = result
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
     ratio = r.weight_bytes_folded / r.weight_bytes_dense if r.weight_bytes_dense else 0.0
-    console.print(f"[bold]{r.model}[/] -> [bold]{out}[/] for {r.board_description}")
     folded = [f for f in r.fold if f["folded"]]
-    console.print(f"  fold: {len(folded)}/{len(r.fold)} weight tensors in palette form; weights "
-                  f"{r.weight_bytes_dense} B dense int8 -> {r.weight_bytes_folded} B "
-                  f"({ratio:.2f}x)")
+    facts.add_row("board", r.board_description)
+    facts.add_row("fold", f"{len(folded)}/{len(r.fold)} weight tensors in palette form; weights "
+                          f"{r.weight_bytes_dense:,} B dense int8 -> {r.weight_bytes_folded:,} B "
+                          f"({ratio:.2f}x)")
     if r.fold_agreement:
         a = r.fold_agreement
-        console.print(f"  folded vs given model (TFLM, {a.get('samples')} inputs): mean |diff| "
-                      f"{a.get('mean_abs_diff', 0):.3f}, max {a.get('max_abs_diff')} int8 steps")
+        facts.add_row("agreement", f"folded vs given model through TFLM, {a.get('samples')} inputs: "
+                                   f"mean |diff| {a.get('mean_abs_diff', 0):.3f}, "
+                                   f"max {a.get('max_abs_diff')} int8 steps")
     if r.vela:
         v = r.vela
-        console.print(f"  Vela {v['accelerator']}: encoded weights {v['raw']['encoded_weight_bytes']} B "
-                      f"-> {v['folded']['encoded_weight_bytes']} B ({v['encoded_weight_delta']:+d}), "
-                      f"cycles {v['raw']['total_cycles']} -> {v['folded']['total_cycles']} "
-                      f"({v['total_cycle_delta']:+d}, {v['total_cycle_change_pct']:+.1f} %)")
+        facts.add_row("Vela", f"{v['accelerator']}: encoded weights "
+                              f"{v['raw']['encoded_weight_bytes']:,} B -> "
+                              f"{v['folded']['encoded_weight_bytes']:,} B "
+                              f"({v['encoded_weight_delta']:+,d}); cycles "
+                              f"{v['raw']['total_cycles']:,} -> {v['folded']['total_cycles']:,} "
+                              f"({v['total_cycle_change_pct']:+.1f} %)")
         cpu = ", ".join(f"#{o['index']} {o['opcode']}" for o in v["cpu_operators"]) or "none"
-        console.print(f"  NPU operators: {len(v['npu_operators'])}; CPU operators (edgepack runtime): {cpu}")
-        console.print(f"  NPU path executed: {r.npu_path_executed}")
-    console.print(f"  arena: {r.arena_bytes} B (scratch {r.scratch_bytes} B; {r.arena_naive_bytes} B "
-                  "without lifetime planning)")
-    t = Table(title="memory the build places (code and stack sizes: see build/firmware.map after `edgepack run`)",
+        facts.add_row("operators", f"NPU {len(v['npu_operators'])}; CPU (edgepack runtime): {cpu}")
+        facts.add_row("NPU path", r.npu_path_executed)
+    facts.add_row("arena", f"{r.arena_bytes:,} B (scratch {r.scratch_bytes:,} B; "
+                           f"{r.arena_naive_bytes:,} B without lifetime planning)")
+    facts.add_row("golden", r.golden_source)
+    if timings:
+        facts.add_row("time", f"{timings.get('total_s', 0):.1f} s")
+    console.print(f"[bold]{r.model}[/] -> [bold]{out}[/]")
+    console.print(facts)
+    t = Table(title="memory placed by the build (code and stack: after `edgepack run`)",
               title_justify="left")
     for col in ("region", "address", "size", "needed", "what"):
-        t.add_column(col, justify="right" if col in ("size", "needed") else "left")
+        t.add_column(col, justify="right" if col in ("size", "needed") else "left",
+                     no_wrap=col != "what")
     for reg in r.regions:
-        t.add_row(reg.region, f"{reg.address:#010x}", str(reg.size), str(reg.needed), ", ".join(reg.what))
+        t.add_row(reg.region, f"{reg.address:#010x}", f"{reg.size:,}", f"{reg.needed:,}",
+                  ", ".join(reg.what))
     console.print(t)
-    console.print(f"  golden vectors: {r.golden_source}")
-    if timings:
-        console.print(f"  build time: {timings.get('total_s', 0):.1f} s")
     console.print(f"next: edgepack run {out}")
