@@ -27,7 +27,11 @@ def tflite_round(x: float) -> int:
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """QuantizeMultiplier: `real = q * 2^(shift - 31)` with q an int32 in [2^30, 2^31)."""
+    """QuantizeMultiplier: `real = q * 2^(shift - 31)` with q an int32 in [2^30, 2^31).
+
+    As TFLM builds it (double rounding, TFLITE_SINGLE_ROUNDING off, like the runtime): shifts
+    above 30 are kept, not saturated to (2^31 - 1, 30) as the single-rounding build does;
+    SOFTMAX's capped multiplier 2^31 - 1 needs its left shift of 31."""
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
@@ -35,10 +39,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if q_fixed == 1 << 31:
         q_fixed //= 2
         shift += 1
-    if shift < -31:
+    if shift < -31:  # every bit would be shifted out: TFLM flushes to zero
         return 0, 0
-    if shift > 30:  # TFLM saturates instead of overflowing the left shift
-        return (1 << 31) - 1, 30
     return q_fixed, shift
 
 

@@ -14,10 +14,11 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 
 from tests import runtime_harness as H
-from tests.opmodels import (T, activation_range, conv_multipliers, fc_multipliers, pad_before, single_op_model,
-                            softmax_params)
+from edgepack.quant import activation_range, conv_multipliers, fc_multipliers, same_padding, softmax_params
+from tests.opmodels import T, single_op_model
 
 OP = tfl.BuiltinOperator
+_ACTIVATION_NAMES = {v: k for k, v in vars(tfl.ActivationFunctionType).items() if not k.startswith("_")}
 _OPTION_NAMES = {v: k for k, v in vars(tfl.BuiltinOptions).items() if not k.startswith("_")}
 _NP = {tfl.TensorType.INT8: np.int8, tfl.TensorType.INT32: np.int32, tfl.TensorType.FLOAT32: np.float32,
        tfl.TensorType.INT64: np.int64}
@@ -96,7 +97,8 @@ def scratch_bytes(wf: H.Weights, row_len: int) -> int:
 
 def _act(opts, t_out):
     s, zp, _ = qparams(t_out)
-    return activation_range(int(opts.fusedActivationFunction), float(s[0]), int(zp[0]))
+    act = _ACTIVATION_NAMES[int(opts.fusedActivationFunction)]
+    return activation_range(act, float(s[0]), int(zp[0]))
 
 
 def lower(model: tfl.ModelT, op_index: int, form: str = "dense", rt: H.Runtime | None = None) -> Lowered:
@@ -136,7 +138,8 @@ def lower(model: tfl.ModelT, op_index: int, form: str = "dense", rt: H.Runtime |
         else:
             kh, kw = w.shape[1], w.shape[2]
             sh, sw, dh, dw = opts.strideH, opts.strideW, opts.dilationHFactor, opts.dilationWFactor
-            pad = (pad_before(in_shape[1], kh, sh, dh, out_shape[1]), pad_before(in_shape[2], kw, sw, dw, out_shape[2]))
+            pad = (same_padding(in_shape[1], out_shape[1], sh, kh, dh),
+                   same_padding(in_shape[2], out_shape[2], sw, kw, dw))
             if opts.padding == tfl.Padding.VALID:
                 pad = (0, 0)
             common = (H.shape4(in_shape), H.shape4(w.shape), H.shape4(out_shape))
@@ -154,7 +157,7 @@ def lower(model: tfl.ModelT, op_index: int, form: str = "dense", rt: H.Runtime |
         fh, fw, sh, sw = opts.filterHeight, opts.filterWidth, opts.strideH, opts.strideW
         pad = (0, 0)
         if opts.padding == tfl.Padding.SAME:
-            pad = (pad_before(in_shape[1], fh, sh, 1, out_shape[1]), pad_before(in_shape[2], fw, sw, 1, out_shape[2]))
+            pad = (same_padding(in_shape[1], out_shape[1], sh, fh), same_padding(in_shape[2], out_shape[2], sw, fw))
         lo, hi = _act(opts, t_out)
         p = H.PoolParams(H.shape4(in_shape), H.shape4(out_shape), fh, fw, sh, sw, pad[0], pad[1], lo, hi)
         return Lowered("max_pool2d" if code == OP.MAX_POOL_2D else "avg_pool2d", p, in_shape, out_shape)

@@ -18,19 +18,17 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 
-from tests.opmodels import (T, activation_range, add_params, conv_multipliers, fc_multipliers, hard_swish_params,
-                            mean_multiplier,
-                            out_size,
-                            pad_before, quantize_multiplier, run_tflm, sigmoid_params, single_op_model,
-                            softmax_params)
+from edgepack.quant import (ACTIVATIONS, activation_range, add_params, conv_multipliers, conv_output_size,
+                            fc_multipliers, hard_swish_params, mean_multiplier, mul_multiplier,
+                            requantize_multiplier, same_padding, sigmoid_params, softmax_params)
+from tests.opmodels import T, run_tflm, single_op_model
 from tests.runtime_harness import Runtime, Weights
 
 SEED = int(os.environ.get("EP_TEST_SEED", "20261122"))
 N_CONFIGS = int(os.environ.get("EP_RUNTIME_CONFIGS", "300"))
 ONLY = os.environ.get("EP_TEST_ONLY")
 OP = tfl.BuiltinOperator
-ACT = tfl.ActivationFunctionType
-ACTS = [ACT.NONE, ACT.RELU, ACT.RELU6, ACT.RELU_N1_TO_1]
+PADDINGS = ("SAME", "VALID")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +46,11 @@ def configs(kernel_id: int):
     idx = [int(ONLY)] if ONLY is not None else range(N_CONFIGS)
     for i in idx:
         yield i, np.random.default_rng([SEED, kernel_id, i])
+
+
+def fused(act: str) -> int:
+    """The schema's ActivationFunctionType of an activation name (quant.ACTIVATIONS)."""
+    return getattr(tfl.ActivationFunctionType, act)
 
 
 def log_uniform(rng, lo, hi):
@@ -96,25 +99,25 @@ def test_conv2d(rt, rt_lut):
         sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
-        if padding == tfl.Padding.VALID:
+        padding = str(rng.choice(PADDINGS))
+        if padding == "VALID":
             h = max(h, (kh - 1) * dh + 1)
             w = max(w, (kw - 1) * dw + 1)
-        oh, ow = out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw)
+        oh, ow = conv_output_size(padding, h, kh, sh, dh), conv_output_size(padding, w, kw, sw, dw)
         s_in = log_uniform(rng, 0.002, 0.2)
         zp_in = int(rng.integers(-128, 128))
         per_channel = bool(rng.integers(0, 2))
         w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(cout if per_channel else 1)]
         s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 60) * np.sqrt(kh * kw * cin)))
         zp_out = int(rng.integers(-128, 128))
-        act = int(rng.choice(ACTS))
+        act = str(rng.choice(ACTIVATIONS))
         fshape = (cout, kh, kw, cin)
         dense, forms = weight_forms(rng, i, fshape, cout)
         bias = rng.integers(-20000, 20000, size=cout).astype(np.int32) if rng.integers(0, 4) else None
         x = i8(rng, (n, h, w, cin))
         opts = tfl.Conv2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW = padding, sh, sw
-        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, act
+        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
+        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, fused(act)
         bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
         model = single_op_model(OP.CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
                                              T(list(fshape), s=w_scales, zp=0, data=dense, qdim=0), bias_t],
@@ -124,8 +127,8 @@ def test_conv2d(rt, rt_lut):
         lo, hi = activation_range(act, s_out, zp_out)
         for r, wf in [(rt, forms[0]), (rt, forms[1]), (rt_lut, forms[1])]:
             got = r.conv2d(x, wf, bias, mult, shift, filter_shape=fshape, out_shape=(n, oh, ow, cout),
-                           stride=(sh, sw), dilation=(dh, dw), pad=(pad_before(h, kh, sh, dh, oh),
-                                                                    pad_before(w, kw, sw, dw, ow)),
+                           stride=(sh, sw), dilation=(dh, dw), pad=(same_padding(h, oh, sh, kh, dh),
+                                                                    same_padding(w, ow, sw, kw, dw)),
                            input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
             compare(failures, "conv2d", i, expected, got, f"form={wf.form} bits={wf.bits} lut={r is rt_lut}")
     report(failures, N_CONFIGS)
@@ -142,25 +145,26 @@ def test_depthwise_conv2d(rt):
         sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
-        if padding == tfl.Padding.VALID:
+        padding = str(rng.choice(PADDINGS))
+        if padding == "VALID":
             h = max(h, (kh - 1) * dh + 1)
             w = max(w, (kw - 1) * dw + 1)
-        oh, ow = out_size(padding, h, kh, sh, dh), out_size(padding, w, kw, sw, dw)
+        oh, ow = conv_output_size(padding, h, kh, sh, dh), conv_output_size(padding, w, kw, sw, dw)
         s_in = log_uniform(rng, 0.002, 0.2)
         zp_in = int(rng.integers(-128, 128))
         per_channel = bool(rng.integers(0, 2))
         w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(cout if per_channel else 1)]
         s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 40) * np.sqrt(kh * kw)))
         zp_out = int(rng.integers(-128, 128))
-        act = int(rng.choice(ACTS))
+        act = str(rng.choice(ACTIVATIONS))
         fshape = (1, kh, kw, cout)
         dense, forms = weight_forms(rng, i, fshape, 1)
         bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)  # TFLM crashes without a depthwise bias
         x = i8(rng, (n, h, w, cin))
         opts = tfl.DepthwiseConv2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW, opts.depthMultiplier = padding, sh, sw, mult_d
-        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, act
+        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
+        opts.depthMultiplier = mult_d
+        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, fused(act)
         bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
         model = single_op_model(OP.DEPTHWISE_CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
                                                        T(list(fshape), s=w_scales, zp=0, data=dense, qdim=3), bias_t],
@@ -172,7 +176,7 @@ def test_depthwise_conv2d(rt):
         for wf in forms:
             got = rt.depthwise_conv2d(x, wf, bias, m, s, filter_shape=fshape, out_shape=(n, oh, ow, cout),
                                       depth_multiplier=mult_d, stride=(sh, sw), dilation=(dh, dw),
-                                      pad=(pad_before(h, kh, sh, dh, oh), pad_before(w, kw, sw, dw, ow)),
+                                      pad=(same_padding(h, oh, sh, kh, dh), same_padding(w, ow, sw, kw, dw)),
                                       input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
             compare(failures, "depthwise", i, expected, got, f"form={wf.form} bits={wf.bits}")
     report(failures, N_CONFIGS)
@@ -190,12 +194,12 @@ def test_fully_connected(rt, rt_lut):
         w_scales = [log_uniform(rng, 0.001, 0.05) for _ in range(dout if per_channel else 1)]
         s_out = float(np.float32(s_in * np.mean(w_scales) * rng.uniform(2, 60) * np.sqrt(din)))
         zp_out = int(rng.integers(-128, 128))
-        act = int(rng.choice(ACTS))
+        act = str(rng.choice(ACTIVATIONS))
         dense, forms = weight_forms(rng, i, (dout, din), dout)
         bias = rng.integers(-20000, 20000, size=dout).astype(np.int32) if rng.integers(0, 4) else None
         x = i8(rng, (batches, din))
         opts = tfl.FullyConnectedOptionsT()
-        opts.fusedActivationFunction = act
+        opts.fusedActivationFunction = fused(act)
         bias_t = None if bias is None else T([dout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
         model = single_op_model(OP.FULLY_CONNECTED, [T([batches, din], s=s_in, zp=zp_in),
                                                      T([dout, din], s=w_scales, zp=0, data=dense, qdim=0), bias_t],
@@ -221,23 +225,23 @@ def test_pool2d(rt, kind):
         fh, fw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
         sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         h, w = int(rng.integers(1, 17)), int(rng.integers(1, 17))
-        padding = int(rng.choice([tfl.Padding.SAME, tfl.Padding.VALID]))
-        if padding == tfl.Padding.VALID:
+        padding = str(rng.choice(PADDINGS))
+        if padding == "VALID":
             h, w = max(h, fh), max(w, fw)
-        oh, ow = out_size(padding, h, fh, sh, 1), out_size(padding, w, fw, sw, 1)
+        oh, ow = conv_output_size(padding, h, fh, sh), conv_output_size(padding, w, fw, sw)
         s = log_uniform(rng, 0.002, 0.2)
         zp = int(rng.integers(-128, 128))
-        act = int(rng.choice(ACTS))
+        act = str(rng.choice(ACTIVATIONS))
         x = i8(rng, (n, h, w, c))
         opts = tfl.Pool2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW, opts.filterHeight, opts.filterWidth = padding, sh, sw, fh, fw
-        opts.fusedActivationFunction = act
+        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
+        opts.filterHeight, opts.filterWidth, opts.fusedActivationFunction = fh, fw, fused(act)
         code = OP.MAX_POOL_2D if kind == "max" else OP.AVERAGE_POOL_2D
         model = single_op_model(code, [T([n, h, w, c], s=s, zp=zp)], [T([n, oh, ow, c], s=s, zp=zp)],
                                 "Pool2DOptions", opts, version=2)
         expected = run_tflm(model, [x])
         got = rt.pool(kind, x, out_shape=(n, oh, ow, c), filt=(fh, fw), stride=(sh, sw),
-                      pad=(pad_before(h, fh, sh, 1, oh), pad_before(w, fw, sw, 1, ow)),
+                      pad=(same_padding(h, oh, sh, fh), same_padding(w, ow, sw, fw)),
                       act=activation_range(act, s, zp))
         compare(failures, f"{kind}pool", i, expected, got)
     report(failures, N_CONFIGS)
@@ -293,16 +297,16 @@ def test_add_mul(rt, kind):
         else:
             s_out = float(np.float32(s1 * s2 * 128 * rng.uniform(0.3, 4)))
         z1, z2, zo = (int(rng.integers(-128, 128)) for _ in range(3))
-        act = int(rng.choice(ACTS))
+        act = str(rng.choice(ACTIVATIONS))
         x1, x2 = i8(rng, a), i8(rng, b)
         if kind == "add":
             opts = tfl.AddOptionsT()
-            opts.fusedActivationFunction = act
+            opts.fusedActivationFunction = fused(act)
             model = single_op_model(OP.ADD, [T(a, s=s1, zp=z1), T(b, s=s2, zp=z2)], [T(out, s=s_out, zp=zo)],
                                     "AddOptions", opts, version=2)
         else:
             opts = tfl.MulOptionsT()
-            opts.fusedActivationFunction = act
+            opts.fusedActivationFunction = fused(act)
             model = single_op_model(OP.MUL, [T(a, s=s1, zp=z1), T(b, s=s2, zp=z2)], [T(out, s=s_out, zp=zo)],
                                     "MulOptions", opts, version=2)
         expected = run_tflm(model, [x1, x2])
@@ -311,7 +315,7 @@ def test_add_mul(rt, kind):
             got = rt.add(x1, x2, out_shape=out, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
                          act_min=lo, act_max=hi, **add_params(s1, s2, s_out))
         else:
-            m, sh = quantize_multiplier(float(np.float32(s1)) * float(np.float32(s2)) / float(np.float32(s_out)))
+            m, sh = mul_multiplier(s1, s2, s_out)
             got = rt.mul(x1, x2, out_shape=out, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
                          output_multiplier=m, output_shift=sh, act_min=lo, act_max=hi)
         compare(failures, kind, i, expected, got, f"{a}x{b}->{out}")
@@ -336,6 +340,24 @@ def test_softmax(rt):
         got = rt.softmax(x, input_multiplier=m, input_left_shift=sh, diff_min=dmin)
         compare(failures, "softmax", i, expected, got, f"beta={beta} s={s_in}")
     report(failures, N_CONFIGS)
+
+
+def test_softmax_wide_input_scale(rt):
+    """beta * input scale >= 16: the capped multiplier 2^31 - 1 keeps TFLM's left shift of 31
+    (QuantizeMultiplier saturates to 30 only in TFLite's single-rounding build), and the kernel
+    still matches TFLM where neighbours differ by one step."""
+    failures = []
+    for i, s_in in enumerate([16.0, 40.0, 64.0, 1000.0]):
+        x = np.tile(np.array([[100, 99, 100, 98, -128, 127, 126, 127]], np.int8), (3, 1))
+        opts = tfl.SoftmaxOptionsT()
+        opts.beta = 1.0
+        model = single_op_model(OP.SOFTMAX, [T(list(x.shape), s=s_in, zp=0)],
+                                [T(list(x.shape), s=1.0 / 256, zp=-128)], "SoftmaxOptions", opts, version=2)
+        m, sh, dmin = softmax_params(1.0, s_in)
+        assert (sh, dmin) == (31, 0), (s_in, m, sh, dmin)
+        got = rt.softmax(x, input_multiplier=m, input_left_shift=sh, diff_min=dmin)
+        compare(failures, "softmax-wide", i, run_tflm(model, [x]), got, f"s={s_in}")
+    report(failures, 4)
 
 
 # ------------------------------------------------------------------------------ LOGISTIC / TANH
@@ -452,7 +474,7 @@ def test_quantize(rt):
         model = single_op_model(OP.QUANTIZE, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)],
                                 version=2)
         expected = run_tflm(model, [x])
-        m, sh = quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)))
+        m, sh = requantize_multiplier(s_in, s_out)
         got = rt.quantize(x, input_zero_point=zp_in, output_zero_point=zp_out, multiplier=m, shift=sh)
         compare(failures, "quantize", i, expected, got)
     report(failures, N_CONFIGS)
