@@ -98,12 +98,49 @@ def collect_layers(models: list[str], k16: bool):
     return layers
 
 
-def random_layers(n: int, seed: int):
-    """Random CONV_2D / FULLY_CONNECTED layers (odd lengths, every width 1-8, both forms) with
-    the host build's outputs as expected values: checks the Arm-specific (DSP) code paths."""
+def weighted_pair(label: str, kind: str, x: np.ndarray, wshape, codebook, idx, bits: int, rng, *, out_shape,
+                  zp_in: int, zp_out: int, shift_range=(-12, -6), depth_multiplier: int = 1, stride=(1, 1),
+                  pad=(0, 0)):
+    """One layer in both weight forms (dense int8 and the palette of `codebook`/`idx`), random
+    per-channel requantization and bias, the host build's output as the expected value."""
     from tests.runtime_lowering import Lowered, scratch_bytes
 
     rt = H.Runtime(sanitize=False)
+    rows = 1 if kind == "depthwise_conv2d" else wshape[0]
+    chans = wshape[-1] if kind == "depthwise_conv2d" else wshape[0]
+    pal = H.Weights.palette_form(codebook, idx, bits, wshape, rows)
+    dense = H.Weights.dense_form(pal.dense)
+    m = rng.integers(1 << 30, (1 << 31) - 1, size=chans).astype(np.int32)
+    sh = rng.integers(shift_range[0], shift_range[1], size=chans).astype(np.int32)
+    bias = rng.integers(-5000, 5000, size=chans).astype(np.int32)
+    lws = []
+    for wf in (dense, pal):
+        rq, keep = H.Runtime._requant(m, sh)
+        keep = [keep, wf, bias]
+        if kind == "fully_connected":
+            batches, din = x.shape
+            p = H.FCParams(batches, din, chans, -zp_in, 0, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
+            lws.append(Lowered(kind, p, x.shape, out_shape, scratch_bytes(wf, din), wf.nbytes, keep))
+        elif kind == "conv2d":
+            p = H.Conv2DParams(H.shape4(x.shape), H.shape4(wshape), H.shape4(out_shape), stride[0], stride[1], 1, 1,
+                               pad[0], pad[1], -zp_in, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
+            lws.append(Lowered(kind, p, x.shape, out_shape, scratch_bytes(wf, int(np.prod(wshape[1:]))), wf.nbytes,
+                               keep))
+        else:
+            p = H.DepthwiseParams(H.shape4(x.shape), H.shape4(wshape), H.shape4(out_shape), depth_multiplier,
+                                  stride[0], stride[1], 1, 1, pad[0], pad[1], -zp_in, zp_out, -128, 127, rq,
+                                  wf.struct(), H._ptr(bias))
+            n = rt.lib.ep_depthwise_conv2d_s8_get_buffer_size(C.byref(p))
+            lws.append(Lowered(kind, p, x.shape, out_shape, n, wf.nbytes, keep))
+    expected = lws[0].run(rt, x)
+    assert np.array_equal(lws[1].run(rt, x), expected), f"{label}: palette differs from dense on the host"
+    return (label, lws[0], lws[1], x, expected)
+
+
+def random_layers(n: int, seed: int):
+    """Random CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED layers (odd lengths and channel
+    counts, every width 1-8, both forms) with the host build's outputs as expected values: checks
+    the Arm-specific (DSP) code paths."""
     layers = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
@@ -111,39 +148,78 @@ def random_layers(n: int, seed: int):
         k = int(rng.integers(1, (1 << bits) + 1))
         codebook = rng.integers(-128, 128, size=k).astype(np.int8)
         zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
-        if i % 2:
+        if i % 3 == 2:
+            c, dm = int(rng.integers(1, 41)), int(rng.choice([1, 1, 1, 2]))
+            kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+            h, w = int(rng.integers(kh, 11)), int(rng.integers(kw, 11))
+            sy, sx = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+            py, px = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+            oh, ow = (h + py - kh) // sy + 1, (w + px - kw) // sx + 1
+            x = rng.integers(-128, 128, size=(1, h, w, c)).astype(np.int8)
+            shape = (1, kh, kw, c * dm)
+            idx = rng.integers(0, k, size=shape).astype(np.uint8)
+            layers.append(weighted_pair(f"random {i} depthwise_conv2d b={bits}", "depthwise_conv2d", x, shape,
+                                        codebook, idx, bits, rng, out_shape=(1, oh, ow, c * dm), zp_in=zp_in,
+                                        zp_out=zp_out, depth_multiplier=dm, stride=(sy, sx), pad=(py, px)))
+        elif i % 2:
             din, dout, batches = int(rng.integers(1, 300)), int(rng.integers(1, 24)), int(rng.integers(1, 3))
-            shape, rows = (dout, din), dout
             x = rng.integers(-128, 128, size=(batches, din)).astype(np.int8)
+            idx = rng.integers(0, k, size=(dout, din)).astype(np.uint8)
+            layers.append(weighted_pair(f"random {i} fully_connected b={bits}", "fully_connected", x, (dout, din),
+                                        codebook, idx, bits, rng, out_shape=(batches, dout), zp_in=zp_in,
+                                        zp_out=zp_out))
         else:
             cin, cout = int(rng.integers(1, 12)), int(rng.integers(1, 12))
             kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
             h, w = int(rng.integers(kh, 9)), int(rng.integers(kw, 9))
-            shape, rows = (cout, kh, kw, cin), cout
             x = rng.integers(-128, 128, size=(1, h, w, cin)).astype(np.int8)
+            idx = rng.integers(0, k, size=(cout, kh, kw, cin)).astype(np.uint8)
+            layers.append(weighted_pair(f"random {i} conv2d b={bits}", "conv2d", x, (cout, kh, kw, cin), codebook,
+                                        idx, bits, rng, out_shape=(1, h - kh + 1, w - kw + 1, cout), zp_in=zp_in,
+                                        zp_out=zp_out))
+    return layers
+
+
+# MobileNetV2's depthwise (3x3, stride 1 unless noted) and pointwise layers, at 14x14 / 7x7 so
+# that QEMU stays fast: (label, kind, H, W, C_in, C_out, stride).
+MOBILENET_LAYERS = [
+    ("dw 3x3 14x14x32", "depthwise_conv2d", 14, 14, 32, 32, 1),
+    ("dw 3x3 14x14x96", "depthwise_conv2d", 14, 14, 96, 96, 1),
+    ("dw 3x3 14x14x144", "depthwise_conv2d", 14, 14, 144, 144, 1),
+    ("dw 3x3 14x14x144 s2", "depthwise_conv2d", 14, 14, 144, 144, 2),
+    ("dw 3x3 14x14x192", "depthwise_conv2d", 14, 14, 192, 192, 1),
+    ("dw 3x3 14x14x384", "depthwise_conv2d", 14, 14, 384, 384, 1),
+    ("dw 3x3 7x7x576", "depthwise_conv2d", 7, 7, 576, 576, 1),
+    ("dw 3x3 7x7x960", "depthwise_conv2d", 7, 7, 960, 960, 1),
+    ("pw 1x1 7x7 64->384", "conv2d", 7, 7, 64, 384, 1),
+    ("pw 1x1 7x7 384->64", "conv2d", 7, 7, 384, 64, 1),
+    ("pw 1x1 7x7 96->576", "conv2d", 7, 7, 96, 576, 1),
+    ("pw 1x1 7x7 576->96", "conv2d", 7, 7, 576, 96, 1),
+]
+
+
+def mobilenet_layers(seed: int, k: int = 16):
+    """MOBILENET_LAYERS with clustered weights: K codes (a layer's int8 codebook), random indices,
+    SAME padding, requantization scaled so that outputs spread over the int8 range."""
+    layers = []
+    for i, (label, kind, h, w, cin, cout, stride) in enumerate(MOBILENET_LAYERS):
+        rng = np.random.default_rng([seed, 1000 + i])
+        bits = max(1, int(np.ceil(np.log2(k))))
+        codebook = np.sort(rng.choice(np.arange(-127, 128), size=k, replace=False)).astype(np.int8)
+        x = rng.integers(-128, 128, size=(1, h, w, cin)).astype(np.int8)
+        taps = 9 if kind == "depthwise_conv2d" else cin
+        # accumulator spread ~ sqrt(taps) * 74 * 74; a shift that brings it to ~ +-40
+        sh = -int(np.ceil(np.log2(np.sqrt(taps) * 74 * 74 / 40)))
+        if kind == "depthwise_conv2d":
+            oh, ow = -(-h // stride), -(-w // stride)
+            pad = (max((oh - 1) * stride + 3 - h, 0) // 2, max((ow - 1) * stride + 3 - w, 0) // 2)
+            shape = (1, 3, 3, cout)
+        else:
+            oh, ow, pad, shape = h, w, (0, 0), (cout, 1, 1, cin)
         idx = rng.integers(0, k, size=shape).astype(np.uint8)
-        pal = H.Weights.palette_form(codebook, idx, bits, shape, rows)
-        dense = H.Weights.dense_form(pal.dense)
-        m = rng.integers(1 << 30, (1 << 31) - 1, size=rows).astype(np.int32)
-        sh = rng.integers(-12, -6, size=rows).astype(np.int32)
-        bias = rng.integers(-5000, 5000, size=rows).astype(np.int32)
-        lws = []
-        for wf in (dense, pal):
-            rq, keep = H.Runtime._requant(m, sh)
-            keep = [keep, wf, bias]
-            if i % 2:
-                p = H.FCParams(batches, din, dout, -zp_in, 0, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
-                lws.append(Lowered("fully_connected", p, x.shape, (batches, dout), scratch_bytes(wf, din),
-                                   wf.nbytes, keep))
-            else:
-                out_shape = (1, h - kh + 1, w - kw + 1, cout)
-                p = H.Conv2DParams(H.shape4(x.shape), H.shape4(shape), H.shape4(out_shape), 1, 1, 1, 1, 0, 0, -zp_in,
-                                   zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
-                lws.append(Lowered("conv2d", p, x.shape, out_shape, scratch_bytes(wf, kh * kw * cin), wf.nbytes,
-                                   keep))
-        expected = lws[0].run(rt, x)
-        assert np.array_equal(lws[1].run(rt, x), expected)
-        layers.append((f"random {i} {lws[0].kernel} b={bits}", lws[0], lws[1], x, expected))
+        layers.append(weighted_pair(f"{label}", kind, x, shape, codebook, idx, bits, rng, out_shape=(1, oh, ow, cout),
+                                    zp_in=int(rng.integers(-20, 20)), zp_out=int(rng.integers(-20, 20)),
+                                    shift_range=(sh, sh + 1), stride=(stride, stride), pad=pad))
     return layers
 
 
@@ -172,6 +248,13 @@ def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
             f"{p.stride_h},{p.stride_w},{p.dilation_h},{p.dilation_w},{p.pad_top},{p.pad_left},{p.input_offset},"
             f"{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},{pre}_b}};\n")
         call = f"ep_conv2d_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
+    elif lw.kernel == "depthwise_conv2d":
+        out.append(
+            f"static const ep_depthwise_conv2d_params {pre}_p = {{{shape_c(p.input)},{shape_c(p.filter)},"
+            f"{shape_c(p.output)},{p.depth_multiplier},{p.stride_h},{p.stride_w},{p.dilation_h},{p.dilation_w},"
+            f"{p.pad_top},{p.pad_left},{p.input_offset},{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},"
+            f"{pre}_b}};\n")
+        call = f"ep_depthwise_conv2d_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
     else:
         out.append(
             f"static const ep_fully_connected_params {pre}_p = {{{p.batches},{p.input_depth},{p.output_depth},"
@@ -183,7 +266,8 @@ def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
 
 def generate(layers, repeat: int) -> str:
     parts = ['#include <stdio.h>\n#include <string.h>\n#include "edgepack.h"\n#include "counter.h"\n\n',
-             "static int8_t out_buf[65536];\nstatic int32_t scratch[16384];\n"]
+             f"static int8_t out_buf[{max([65536] + [int(e.size) for *_, e in layers])}];\n"
+             "static int32_t scratch[16384];\n"]
     calls = []
     for i, (label, dense, pal, x, expected) in enumerate(layers):
         parts.append(c_array(f"L{i}_in", "int8_t", x))
@@ -326,6 +410,8 @@ def main(argv=None):
     ap.add_argument("--keep", help="keep the build directory here")
     ap.add_argument("--random", type=int, default=0, help="also run N random layers (correctness of Arm paths)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mobilenet", action="store_true",
+                    help="also run MobileNetV2-shaped depthwise 3x3 and pointwise 1x1 layers at K = 16")
     ap.add_argument("--plan", help="run this fixture model end to end through ep_plan_run (per-op hook counts)")
     ap.add_argument("--images", type=int, default=4)
     args = ap.parse_args(argv)
@@ -340,6 +426,8 @@ def main(argv=None):
     elif args.models != "all":
         names = [n for n in names if any(s in n for s in args.models.split(","))]
     layers = collect_layers(names, args.k16) if names else []
+    if args.mobilenet:
+        layers += mobilenet_layers(args.seed)
     layers += random_layers(args.random, args.seed)
     src = generate(layers, args.repeat)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))

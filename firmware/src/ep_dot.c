@@ -6,14 +6,6 @@
  */
 #include "ep_internal.h"
 
-/* Arm cores with the DSP extension (Cortex-M4/M7/M33/M55/M85): dual 16-bit MACs through ACLE.
- * Define EP_PORTABLE_ONLY to force the plain C paths. */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EP_PORTABLE_ONLY)
-#include <arm_acle.h>
-#define EP_USE_DSP 1
-#else
-#define EP_USE_DSP 0
-#endif
 
 /* Accumulator type. Plain C accumulates in uint32_t so that even absurd row lengths wrap
  * instead of overflowing (no undefined behaviour under -fsanitize=undefined). The Arm DSP build

@@ -19,6 +19,15 @@
 #define EP_USE_MVE 0
 #endif
 
+/* Arm cores with the DSP extension (Cortex-M4/M7/M33/M55/M85): dual 16-bit MACs through ACLE.
+ * Define EP_PORTABLE_ONLY to force the plain C paths. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(EP_PORTABLE_ONLY)
+#include <arm_acle.h>
+#define EP_USE_DSP 1
+#else
+#define EP_USE_DSP 0
+#endif
+
 /* Product of non-negative int32 values, or -1 when any is < 0 or the product exceeds INT32_MAX. */
 static inline int64_t ep_prod(int64_t a, int64_t b)
 {
