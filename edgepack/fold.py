@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ModelError, UsageError
-from .inspect import CLUSTERED_MAX_VALUES, channel_axis, shared_codebook_size
+from .inspect import CLUSTERED_MAX_VALUES, _count_groups, channel_axis, shared_codebook_size
 from .tflite import Model, Quantization, Tensor, serialize_model
 
 MAX_CLUSTERS = 256
@@ -47,6 +47,7 @@ DP_POINTS = 512  # the exact DP runs on at most this many (grouped) points, Lloy
 MAX_ROUNDS = 40
 CONVERGED = 1e-4  # stop when a round lowers the squared error by less than this fraction
 HYPOTHESIS_MARGIN = 4.0  # a start whose first-round error is this much worse is dropped
+CLUSTER_RECURRENCE = 4  # --clusters auto: weights per codebook value that make it a clustering
 RANDOM_CALIBRATION_SAMPLES = 32
 RANDOM_CALIBRATION_SEED = 0
 
@@ -566,16 +567,35 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
 
 # --- choosing K ------------------------------------------------------------------------------
 
-def _auto_clusters(q: np.ndarray, scales: np.ndarray) -> tuple[int | None, str]:
-    """The model's own clustering (as `edgepack inspect` sees it), or None for a dense tensor."""
+def _auto_clusters(q: np.ndarray, scales: np.ndarray, per_channel: bool = True
+                   ) -> tuple[int | None, str, np.ndarray | None]:
+    """The model's own clustering, or None for a dense tensor; and the recovered gains.
+    With one scale the distinct int8 values are the codebook. Per channel, the smaller of
+    `edgepack inspect`'s count and the count once each channel is divided by its recovered
+    batch-norm gain: inspect normalises by each channel's peak, which overcounts channels that
+    lack the extreme clusters (a depthwise 3x3 channel has 9 weights)."""
+    q = q.astype(np.int64)
     distinct = int(np.unique(q).size)
-    shared, hypothesis = shared_codebook_size(q.astype(np.int64), scales)
+    gains = None
+    if not per_channel:
+        shared, hypothesis = distinct, "layer-wide scale"
+    else:
+        shared, hypothesis = shared_codebook_size(q, scales)
+        w = scales[:, None] * q
+        gains = recover_gains(w, scales)
+        if gains is not None:
+            # two values of one cluster differ by at most one step of the coarsest channel
+            aligned = _count_groups(w / gains[:, None], float(np.max(scales / gains)))
+            # free per-channel gains line up some values of any small layer: count it as
+            # clustered only if each value recurs (on average 4 times or more)
+            if aligned < shared and CLUSTER_RECURRENCE * aligned <= np.count_nonzero(q):
+                shared, hypothesis = aligned, "per-channel gain"
     if shared > CLUSTERED_MAX_VALUES:
         return None, (f"kept dense: {distinct} distinct int8 values, never clustered "
-                      "(pass --clusters K or --max-error DB to fold it)")
+                      "(pass --clusters K or --max-error DB to fold it)"), gains
     if distinct <= shared:
-        return distinct, f"auto: already palette-ready, {distinct} layer-shared values"
-    return shared, f"auto: clustered to {shared} values ({hypothesis})"
+        return distinct, f"auto: already palette-ready, {distinct} layer-shared values", gains
+    return shared, f"auto: clustered to {shared} values ({hypothesis})", gains
 
 
 def _fold_to_bound(q, scales, zp, per_channel, max_error_db: float) -> tuple[WeightFold, str]:
@@ -723,8 +743,11 @@ def _fold_tensor(op, t: Tensor, clusters, max_error_db) -> FoldedTensor:
     if max_error_db is not None:
         fold, reason = _fold_to_bound(q2, scales, zp, per_channel, max_error_db)
     else:
+        cache = None
         if clusters == "auto":
-            k, reason = _auto_clusters(q2, full_scales)
+            k, reason, gains = _auto_clusters(q2, full_scales, per_channel)
+            if gains is not None:  # recovered once, not again inside fold_weights
+                cache = {"kmax": k or 1, "gains": gains}
             if k is None:
                 return FoldedTensor(folded=False, reason=reason, codebook=None, indices=None,
                                     scales=scales.astype(np.float32), sqnr_db=math.inf,
@@ -732,7 +755,7 @@ def _fold_tensor(op, t: Tensor, clusters, max_error_db) -> FoldedTensor:
         else:
             k, reason = clusters, f"--clusters {clusters}"
         try:
-            fold = fold_weights(q2, scales, k, zp, per_channel)
+            fold = fold_weights(q2, scales, k, zp, per_channel, cache)
         except UsageError as err:
             raise UsageError(f"tensor '{t.name}': {err}") from None
     idx = np.moveaxis(fold.indices.reshape(channel_shape), 0, axis)
