@@ -45,7 +45,7 @@ def test_whole_model_end_to_end(rt, name, form):
         got = arena[out_off:out_off + out_n].view(np.int8)
         expected = run_tflm(model_bytes, [img.reshape(1, 16, 16, 1)]).ravel()
         np.testing.assert_array_equal(got, expected)
-    n_ops = len(model.subgraphs[0].operators)
+    n_ops = len(model.operators)
     assert events[:2 * n_ops] == [(k, ph) for k in range(n_ops) for ph in (0, 1)]
 
 
