@@ -175,6 +175,7 @@ class PlanStep:
     weight_bytes: int = 0  # bytes of weights in the model data (codebook + indices, or dense)
     dense_weight_bytes: int = 0  # the same weights as int8
     in_place: bool = False  # output may share the input's buffer (RESHAPE)
+    constants: dict[int, str] = field(default_factory=dict)  # constant input tensor -> model data symbol
 
     @property
     def symbol(self) -> str:
@@ -269,8 +270,13 @@ def _check_mean(model: Model, op: Operator) -> str | None:
 
 def _check_binary(model: Model, op: Operator) -> str | None:
     a, b, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    if a.is_constant or b.is_constant:
-        return "a constant operand is not supported yet"
+    for t in (a, b):
+        # A constant operand is read from the model data (EP_CONST), so it must be what an
+        # activation would be: int8, quantized per tensor.
+        if t.is_constant and t.dtype != "int8":
+            return f"constant operand '{t.name}' is {t.dtype}, the runtime computes int8"
+        if t.is_constant and (t.quantization is None or t.quantization.per_channel):
+            return f"constant operand '{t.name}' needs one int8 scale and zero point"
     o = _shape4(out.shape)
     for t in (a, b):
         s = _shape4(t.shape)
@@ -387,6 +393,21 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
 class _Lowering:
     def __init__(self, model: Model, palettes: dict[int, PaletteWeights], blob: DataBlob):
         self.model, self.palettes, self.blob = model, palettes, blob
+        self.constant_symbols: dict[int, str] = {}  # tensor index -> model data symbol
+
+    def constant_operands(self, step: PlanStep) -> PlanStep:
+        """Put the step's constant inputs into the model data, once per tensor: the plan refers
+        to them as EP_CONST(k) instead of an arena offset."""
+        for i in step.inputs:
+            t = self.t(i)
+            if not t.is_constant:
+                continue
+            if i not in self.constant_symbols:
+                data = np.ascontiguousarray(t.data, np.int8).reshape(-1)
+                self.constant_symbols[i] = self.blob.add(f"ep_const_t{i:04d}", data, "int8_t",
+                                                         "constant operands")
+            step.constants[i] = self.constant_symbols[i]
+        return step
 
     def t(self, i: int) -> Tensor:
         return self.model.tensors[i]
@@ -555,24 +576,24 @@ class _Lowering:
         a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
         p = quant.add_params(_scale(a), _scale(b), _scale(out))
         lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
-        return self._step(op, "EP_KERNEL_ADD", "ep_add_params", op.inputs[:2], {
+        return self.constant_operands(self._step(op, "EP_KERNEL_ADD", "ep_add_params", op.inputs[:2], {
             "input1": _shape_init(a.shape), "input2": _shape_init(b.shape),
             "output": _shape_init(out.shape), "input1_offset": -_zp(a), "input2_offset": -_zp(b),
             "output_offset": _zp(out), "left_shift": p["left_shift"],
             "input1_multiplier": p["input1_multiplier"], "input1_shift": p["input1_shift"],
             "input2_multiplier": p["input2_multiplier"], "input2_shift": p["input2_shift"],
             "output_multiplier": p["output_multiplier"], "output_shift": p["output_shift"],
-            "act_min": lo, "act_max": hi})
+            "act_min": lo, "act_max": hi}))
 
     def lower_mul(self, op: Operator) -> PlanStep:
         a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
         m, s = quant.mul_multiplier(_scale(a), _scale(b), _scale(out))
         lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
-        return self._step(op, "EP_KERNEL_MUL", "ep_mul_params", op.inputs[:2], {
+        return self.constant_operands(self._step(op, "EP_KERNEL_MUL", "ep_mul_params", op.inputs[:2], {
             "input1": _shape_init(a.shape), "input2": _shape_init(b.shape),
             "output": _shape_init(out.shape), "input1_offset": -_zp(a), "input2_offset": -_zp(b),
             "output_offset": _zp(out), "output_multiplier": m, "output_shift": s,
-            "act_min": lo, "act_max": hi})
+            "act_min": lo, "act_max": hi}))
 
     def lower_pad(self, op: Operator) -> PlanStep:
         inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
@@ -693,6 +714,8 @@ def plan_arena(model: Model, steps: list[PlanStep]) -> ArenaPlan:
         buffer_of(t, -1)
     for i, step in enumerate(steps):
         for t in step.inputs:
+            if t in step.constants:  # in the model data, not the arena
+                continue
             buffer_of(t, -1).last = max(owner[t].last, i)
         src = owner.get(step.inputs[0]) if step.inputs else None
         # A reshape may run in place when its input dies here and is not a model output.
@@ -830,11 +853,18 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
         npu=board.npu is not None and vela_model is not None, result=result,
         stack_size=stack_size, heap_size=heap_size, uart_base=uart_base,
         images=[] if host else load_images(board), placement=placement)
+    # Constant operands: plan->constants[k], referred to as EP_CONST(k) in the op's inputs.
+    constants: list[str] = []
+    for s in steps:
+        constants += [sym for sym in s.constants.values() if sym not in constants]
+    ctx["constants"] = constants
     for s in steps:
         ctx["steps"].append(dict(
             index=s.index, opcode=s.opcode, kernel=s.kernel, params_type=s.params_type,
             params_text=c_initializer(s.params), symbol=s.symbol, weights_form=s.weights_form,
-            input_offsets=[arena.offsets[t] for t in s.inputs], output_offset=arena.offsets[s.output],
+            input_offsets=[f"EP_CONST({constants.index(s.constants[t])})" if t in s.constants
+                           else arena.offsets[t] for t in s.inputs],
+            output_offset=arena.offsets[s.output],
             target=placement.get(s.index, "cpu")))
     files = copy_runtime(dest, model)
     ctx["runtime_c"] = [f for f in files if f.endswith(".c")]

@@ -373,10 +373,12 @@ def _refused_mean_axes_not_constant(g):
     return g.ops[-1].outputs[0]
 
 
-def _refused_constant_add_operand(g):
+def _refused_per_channel_constant_operand(g):
     x = g.quantize(g.act([1, 4, 4, 2]))
     c = g.const(np.ones((1, 4, 4, 2)), np.int8, 0.1, 0)
-    return g.add(x, c)
+    out = g.add(x, c)
+    g.tensors[c].s, g.tensors[c].zp, g.tensors[c].qdim = [0.1, 0.2], [0, 0], 3  # per channel
+    return out
 
 
 def _refused_weights_not_constant(g):
@@ -443,7 +445,8 @@ REFUSED = {
     "concat_of_eleven": (_refused_concat_of_eleven, "operator 1 (CONCATENATION): 11 inputs (TFLM"),
     "mean_over_channels": (_refused_mean_over_channels, "operator 1 (MEAN): reduces over axes [3]"),
     "mean_axes_not_constant": (_refused_mean_axes_not_constant, "operator 1 (MEAN): reduction axes must be constant"),
-    "constant_add_operand": (_refused_constant_add_operand, "operator 1 (ADD): a constant operand"),
+    "per_channel_constant_operand": (_refused_per_channel_constant_operand,
+                                     "operator 1 (ADD): constant operand 'c"),
     "weights_not_constant": (_refused_weights_not_constant, "operator 0 (CONV_2D): weights that are not constant"),
     "float_weights": (_refused_float_weights, "operator 1 (CONV_2D): float32 weights are not supported"),
     "fused_tanh": (_refused_fused_tanh, "operator 1 (CONV_2D): fused activation TANH is not supported"),
