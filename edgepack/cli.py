@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import textwrap
 
@@ -16,12 +17,34 @@ from .errors import EdgepackError
 
 EPILOG = """\
 typical use:
-  edgepack inspect model.tflite            how palette-ready are the weights?
+  edgepack inspect model.tflite       how palette-ready are the weights?
   edgepack build model.tflite --board corstone-300 -o fw/
-  edgepack run fw/                         build the firmware and run it on a simulator
+  edgepack run fw/                    build the firmware, run it, check vs TFLM
+  edgepack report fw/                 the summary; open fw/report.html
+
+`edgepack COMMAND --help` explains a command, with examples. --json (inspect,
+fold, boards, build, run, flash, report) prints only JSON on stdout; progress
+and errors go to stderr.
 
 exit codes: 0 success, 1 bad model or failed build/run, 2 usage error.
 """
+EXIT_CODES = {
+    "inspect": "0 printed; 1 not an int8 TFLite model; 2 usage (a missing file, a directory)",
+    "fold": "0 OUT written; 1 no int8 weight tensors; 2 usage (K outside 1..256, --clusters "
+            "with --max-error, a calibration file that does not match the input, a missing "
+            "output directory). Nothing is written on an error.",
+    "boards": "0 listed; 2 usage: an unknown board (the known ones are named) or a malformed board "
+              "file (the file and the field are named)",
+    "report": "0 rendered; 2 usage (no such build directory, no report.json, not a report)",
+    "build": "0 project written; 1 a bad model, an operator the runtime lacks, a Vela error or "
+             "a model that does not fit the board (nothing written); 2 usage (a missing file, "
+             "an unknown board, DIR exists without --force)",
+    "run": "0 every output bit-exact with TFLM; 1 a mismatch, a hang (--timeout), a hard "
+           "fault, a failed firmware build, a missing tool (the apt package is named) or "
+           "--sim fvp without the FVP; 2 usage (not a project, a --sim the board cannot do)",
+    "flash": "0 flashed; 1 no board or probe found, a missing image; 2 usage (not a mounted "
+             "drive, pyOCD not installed, the host board)",
+}
 
 
 def _print_json(data) -> None:
@@ -44,12 +67,26 @@ def _print_result(args, as_json, render) -> None:
         render(_console())
 
 
+def _help_width() -> int:
+    """Columns for help paragraphs: the terminal's (as argparse reads it), at most 88."""
+    return max(40, min(88, shutil.get_terminal_size().columns - 2))
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    # argparse subtracts 2 from the width it is given, as it does from the terminal's
+    return argparse.RawDescriptionHelpFormatter(prog, width=_help_width() + 2)
+
+
 def _command(sub, name: str, func, *, help: str, description: str, epilog: str):
     """Add the subcommand NAME that runs FUNC. The description is one paragraph, wrapped here
-    to 88 columns; the epilog (worked examples) is printed exactly as written."""
-    paragraph = textwrap.fill(description, 88, break_on_hyphens=False)
+    to the terminal (at most 88 columns); the epilog (worked examples, each line under 80
+    columns) is printed exactly as written, followed by the command's exit codes."""
+    paragraph = textwrap.fill(description, _help_width(), break_on_hyphens=False)
+    exits = textwrap.fill(f"exit codes: {EXIT_CODES[name]}", _help_width(),
+                          subsequent_indent="  ", break_on_hyphens=False)
+    epilog = f"{epilog}\n\n{exits}"
     p = sub.add_parser(name, help=help, description=paragraph, epilog=epilog,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=_formatter)
     p.set_defaults(func=func)
     return p
 
@@ -108,12 +145,14 @@ def _add_fold(sub) -> None:
                     "and weight SQNR, and the end-to-end agreement with the input model through "
                     "the TFLM interpreter.",
         epilog="examples:\n"
-               "  edgepack fold model.tflite -o folded.tflite              fold to the model's own clustering\n"
-               "  edgepack fold model.tflite -o folded.tflite --clusters 16\n"
-               "  edgepack fold model.tflite -o folded.tflite --max-error 40   per layer the smallest K >= 40 dB\n"
-               "  edgepack fold model.tflite -o f.tflite --calibration x.npy --json | jq .agreement\n"
-               "\ncalibration .npy: shape [N, *input shape without batch]; int8 values are used as "
-               "they are,\nfloat32 values are real inputs, quantized with the input scale and zero point.")
+               "  edgepack fold m.tflite -o folded.tflite     each tensor's own clustering\n"
+               "  edgepack fold m.tflite -o folded.tflite --clusters 16\n"
+               "  edgepack fold m.tflite -o folded.tflite --max-error 40\n"
+               "                                   per tensor the smallest K with >= 40 dB\n"
+               "  edgepack fold m.tflite -o f.tflite --calibration x.npy --json | jq .agreement\n"
+               "\ncalibration .npy: shape [N, *input shape without batch]; int8 values are used\n"
+               "as they are, float32 values are real inputs, quantized with the input's scale\n"
+               "and zero point.")
     p.add_argument("model", help="an int8 .tflite model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
                    help="where to write the folded model (written atomically)")
@@ -289,7 +328,7 @@ def _add_run(sub) -> None:
         help="build a generated project and run it on a simulator",
         description="Configure and build DIR with CMake + Ninja, then run it under a timeout: "
                     "on the board's Corstone FVP when its binary is on PATH, else the CPU path "
-                    "under QEMU, else natively on the host; on NPU boards without an FVP also "
+                    "under QEMU, else natively on the host; on NPU boards also "
                     "Vela's command stream in edgepack's functional Ethos-U model (operators "
                     "Vela leaves on the CPU run in the project's C runtime built for the host; a "
                     "mismatch names the first differing layer). Exits 0 only "
@@ -299,12 +338,17 @@ def _add_run(sub) -> None:
                "  edgepack run fw/ --sim npu-model        # the NPU path, no FVP needed")
     p.add_argument("dir", help="a project written by `edgepack build`")
     p.add_argument("--sim", default="auto", choices=["auto", "fvp", "qemu", "host", "npu-model"],
-                   help="where to run (default: auto)")
+                   help="where to run (default: auto = the board's FVP if it is on PATH, else "
+                        "QEMU, else the host; plus npu-model on NPU boards). fvp: the Corstone "
+                        "FVP; qemu: the CPU path under QEMU; host: native gcc build; "
+                        "npu-model: Vela's command stream in edgepack's Ethos-U model")
     p.add_argument("--timeout", type=float, default=120, metavar="S",
                    help="seconds before a run counts as hung (default: 120)")
     p.add_argument("--sanitize", action="store_true",
                    help="host runs: build with -fsanitize=address,undefined")
-    p.add_argument("--json", action="store_true", help="machine-readable results")
+    p.add_argument("--json", action="store_true",
+                   help="print only JSON on stdout: passed, and per run the result line, "
+                        "per-layer counts, memory per region (see README)")
 
 
 def _cmd_run(args) -> int:
@@ -354,17 +398,19 @@ def _cmd_flash(args) -> int:
 
 # --- the parser ----------------------------------------------------------------------------
 
-COMMANDS = [_add_inspect, _add_fold, _add_boards, _add_report, _add_build, _add_run, _add_flash]
+# in the order a user meets them
+COMMANDS = [_add_inspect, _add_fold, _add_boards, _add_build, _add_run, _add_flash, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgepack",
-        description="edgepack compiles clustered/pruned int8 TFLite models into firmware for "
-                    "Arm Cortex-M boards with Ethos-U NPUs: it folds weights into layer-shared "
-                    "int8 codebooks, compiles with Vela, and generates a C project that runs "
-                    "bit-exactly with TFLM.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+        description=textwrap.fill(
+            "edgepack compiles clustered/pruned int8 TFLite models into firmware for Arm "
+            "Cortex-M boards with Ethos-U NPUs: it folds weights into layer-shared int8 "
+            "codebooks, compiles with Vela, and generates a C project that runs bit-exactly "
+            "with TFLM.", _help_width()),
+        formatter_class=_formatter, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
