@@ -13,6 +13,7 @@ The same tests run under AddressSanitizer + UBSan in test_runtime_sanitized.py.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -51,6 +52,51 @@ def configs(kernel_id: int):
 def fused(act: str) -> int:
     """The schema's ActivationFunctionType of an activation name (quant.ACTIVATIONS)."""
     return getattr(tfl.ActivationFunctionType, act)
+
+
+@dataclass
+class Window:
+    """A sliding window over an input: filter, stride, dilation and padding, with the input and
+    output sizes TFLite derives from them."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    h: int
+    w: int
+    padding: str
+    oh: int
+    ow: int
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        return (same_padding(self.h, self.oh, self.sh, self.kh, self.dh),
+                same_padding(self.w, self.ow, self.sw, self.kw, self.dw))
+
+    def set_options(self, opts) -> None:
+        """Padding, strides and dilation (Conv2D / DepthwiseConv2D) or filter size (Pool2D)."""
+        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, self.padding), self.sh, self.sw
+        if hasattr(opts, "dilationHFactor"):
+            opts.dilationHFactor, opts.dilationWFactor = self.dh, self.dw
+        else:
+            opts.filterHeight, opts.filterWidth = self.kh, self.kw
+
+
+def draw_window(rng, max_hw: int, dilated: bool = True) -> Window:
+    """Filter 1-5, stride 1-3, dilation 1-3 (or 1), input 1..max_hw-1, SAME or VALID (VALID
+    inputs grown to hold one dilated filter)."""
+    kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    dh, dw = (int(rng.integers(1, 4)), int(rng.integers(1, 4))) if dilated else (1, 1)
+    h, w = int(rng.integers(1, max_hw)), int(rng.integers(1, max_hw))
+    padding = str(rng.choice(PADDINGS))
+    if padding == "VALID":
+        h, w = max(h, (kh - 1) * dh + 1), max(w, (kw - 1) * dw + 1)
+    return Window(kh, kw, sh, sw, dh, dw, h, w, padding,
+                  conv_output_size(padding, h, kh, sh, dh), conv_output_size(padding, w, kw, sw, dw))
 
 
 def log_uniform(rng, lo, hi):
@@ -95,15 +141,8 @@ def test_conv2d(rt, rt_lut):
     for i, rng in configs(1):
         n = int(rng.integers(1, 3))
         cin, cout = int(rng.integers(1, 17)), int(rng.integers(1, 17))
-        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
-        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-        padding = str(rng.choice(PADDINGS))
-        if padding == "VALID":
-            h = max(h, (kh - 1) * dh + 1)
-            w = max(w, (kw - 1) * dw + 1)
-        oh, ow = conv_output_size(padding, h, kh, sh, dh), conv_output_size(padding, w, kw, sw, dw)
+        win = draw_window(rng, 13)
+        kh, kw, h, w, oh, ow = win.kh, win.kw, win.h, win.w, win.oh, win.ow
         s_in = log_uniform(rng, 0.002, 0.2)
         zp_in = int(rng.integers(-128, 128))
         per_channel = bool(rng.integers(0, 2))
@@ -116,8 +155,8 @@ def test_conv2d(rt, rt_lut):
         bias = rng.integers(-20000, 20000, size=cout).astype(np.int32) if rng.integers(0, 4) else None
         x = i8(rng, (n, h, w, cin))
         opts = tfl.Conv2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
-        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, fused(act)
+        win.set_options(opts)
+        opts.fusedActivationFunction = fused(act)
         bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
         model = single_op_model(OP.CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
                                              T(list(fshape), s=w_scales, zp=0, data=dense, qdim=0), bias_t],
@@ -127,8 +166,7 @@ def test_conv2d(rt, rt_lut):
         lo, hi = activation_range(act, s_out, zp_out)
         for r, wf in [(rt, forms[0]), (rt, forms[1]), (rt_lut, forms[1])]:
             got = r.conv2d(x, wf, bias, mult, shift, filter_shape=fshape, out_shape=(n, oh, ow, cout),
-                           stride=(sh, sw), dilation=(dh, dw), pad=(same_padding(h, oh, sh, kh, dh),
-                                                                    same_padding(w, ow, sw, kw, dw)),
+                           stride=(win.sh, win.sw), dilation=(win.dh, win.dw), pad=win.pad,
                            input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
             compare(failures, "conv2d", i, expected, got, f"form={wf.form} bits={wf.bits} lut={r is rt_lut}")
     report(failures, N_CONFIGS)
@@ -141,15 +179,8 @@ def test_depthwise_conv2d(rt):
         n = int(rng.integers(1, 3))
         cin, mult_d = int(rng.integers(1, 9)), int(rng.integers(1, 4))
         cout = cin * mult_d
-        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
-        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
-        padding = str(rng.choice(PADDINGS))
-        if padding == "VALID":
-            h = max(h, (kh - 1) * dh + 1)
-            w = max(w, (kw - 1) * dw + 1)
-        oh, ow = conv_output_size(padding, h, kh, sh, dh), conv_output_size(padding, w, kw, sw, dw)
+        win = draw_window(rng, 13)
+        kh, kw, h, w, oh, ow = win.kh, win.kw, win.h, win.w, win.oh, win.ow
         s_in = log_uniform(rng, 0.002, 0.2)
         zp_in = int(rng.integers(-128, 128))
         per_channel = bool(rng.integers(0, 2))
@@ -162,9 +193,8 @@ def test_depthwise_conv2d(rt):
         bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)  # TFLM crashes without a depthwise bias
         x = i8(rng, (n, h, w, cin))
         opts = tfl.DepthwiseConv2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
-        opts.depthMultiplier = mult_d
-        opts.dilationHFactor, opts.dilationWFactor, opts.fusedActivationFunction = dh, dw, fused(act)
+        win.set_options(opts)
+        opts.depthMultiplier, opts.fusedActivationFunction = mult_d, fused(act)
         bias_t = None if bias is None else T([cout], np.int32, [s_in * ws for ws in w_scales], 0, bias, 0)
         model = single_op_model(OP.DEPTHWISE_CONV_2D, [T([n, h, w, cin], s=s_in, zp=zp_in),
                                                        T(list(fshape), s=w_scales, zp=0, data=dense, qdim=3), bias_t],
@@ -175,8 +205,8 @@ def test_depthwise_conv2d(rt):
         lo, hi = activation_range(act, s_out, zp_out)
         for wf in forms:
             got = rt.depthwise_conv2d(x, wf, bias, m, s, filter_shape=fshape, out_shape=(n, oh, ow, cout),
-                                      depth_multiplier=mult_d, stride=(sh, sw), dilation=(dh, dw),
-                                      pad=(same_padding(h, oh, sh, kh, dh), same_padding(w, ow, sw, kw, dw)),
+                                      depth_multiplier=mult_d, stride=(win.sh, win.sw), dilation=(win.dh, win.dw),
+                                      pad=win.pad,
                                       input_offset=-zp_in, output_offset=zp_out, act=(lo, hi))
             compare(failures, "depthwise", i, expected, got, f"form={wf.form} bits={wf.bits}")
     report(failures, N_CONFIGS)
@@ -222,26 +252,20 @@ def test_pool2d(rt, kind):
     for i, rng in configs(4 if kind == "max" else 5):
         n = int(rng.integers(1, 3))
         c = int(rng.integers(1, 17))
-        fh, fw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
-        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        h, w = int(rng.integers(1, 17)), int(rng.integers(1, 17))
-        padding = str(rng.choice(PADDINGS))
-        if padding == "VALID":
-            h, w = max(h, fh), max(w, fw)
-        oh, ow = conv_output_size(padding, h, fh, sh), conv_output_size(padding, w, fw, sw)
+        win = draw_window(rng, 17, dilated=False)
+        h, w, oh, ow = win.h, win.w, win.oh, win.ow
         s = log_uniform(rng, 0.002, 0.2)
         zp = int(rng.integers(-128, 128))
         act = str(rng.choice(ACTIVATIONS))
         x = i8(rng, (n, h, w, c))
         opts = tfl.Pool2DOptionsT()
-        opts.padding, opts.strideH, opts.strideW = getattr(tfl.Padding, padding), sh, sw
-        opts.filterHeight, opts.filterWidth, opts.fusedActivationFunction = fh, fw, fused(act)
+        win.set_options(opts)
+        opts.fusedActivationFunction = fused(act)
         code = OP.MAX_POOL_2D if kind == "max" else OP.AVERAGE_POOL_2D
         model = single_op_model(code, [T([n, h, w, c], s=s, zp=zp)], [T([n, oh, ow, c], s=s, zp=zp)],
                                 "Pool2DOptions", opts, version=2)
         expected = run_tflm(model, [x])
-        got = rt.pool(kind, x, out_shape=(n, oh, ow, c), filt=(fh, fw), stride=(sh, sw),
-                      pad=(same_padding(h, oh, sh, fh), same_padding(w, ow, sw, fw)),
+        got = rt.pool(kind, x, out_shape=(n, oh, ow, c), filt=(win.kh, win.kw), stride=(win.sh, win.sw), pad=win.pad,
                       act=activation_range(act, s, zp))
         compare(failures, f"{kind}pool", i, expected, got)
     report(failures, N_CONFIGS)
