@@ -119,6 +119,31 @@ def report(failures, total):
     assert not failures, f"{len(failures)} of {total} configurations mismatch:\n" + "\n".join(failures[:20])
 
 
+@dataclass
+class Requantizing:
+    """A random one-input, one-output operator that changes scale and zero point, run by TFLM."""
+
+    x: np.ndarray
+    s_in: float
+    zp_in: int
+    s_out: float
+    zp_out: int
+    expected: np.ndarray
+
+
+def draw_requantizing(rng, opcode: int, s_in_range: tuple, log_ratio_range: tuple, version: int = 1):
+    """Input [1-3, 1-99] with a log-uniform scale in s_in_range, output scale s_in * e^u for u
+    uniform in log_ratio_range, random zero points."""
+    shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
+    s_in = log_uniform(rng, *s_in_range)
+    s_out = float(np.float32(s_in * np.exp(rng.uniform(*log_ratio_range))))
+    zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+    x = i8(rng, shape)
+    model = single_op_model(opcode, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)],
+                            version=version)
+    return Requantizing(x, s_in, zp_in, s_out, zp_out, run_tflm(model, [x]))
+
+
 def random_weights_palette(rng, shape, bits):
     """A palette tensor: K <= 2^bits random codes, random indices; returns (codebook, indices)."""
     k = int(rng.integers(1, (1 << bits) + 1))
@@ -408,18 +433,12 @@ def test_logistic_tanh(rt, kind):
 def test_hard_swish(rt):
     failures = []
     for i, rng in configs(12):
-        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
-        s_in = log_uniform(rng, 0.001, 0.5)
-        s_out = float(np.float32(s_in * np.exp(rng.uniform(-1.5, 1.0))))
-        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
-        x = i8(rng, shape)
-        model = single_op_model(OP.HARD_SWISH, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)])
-        expected = run_tflm(model, [x])
-        rm, re, om, oe = hard_swish_params(s_in, s_out)
-        got = rt.hard_swish(x, input_zero_point=zp_in, output_zero_point=zp_out,
+        c = draw_requantizing(rng, OP.HARD_SWISH, (0.001, 0.5), (-1.5, 1.0))
+        rm, re, om, oe = hard_swish_params(c.s_in, c.s_out)
+        got = rt.hard_swish(c.x, input_zero_point=c.zp_in, output_zero_point=c.zp_out,
                             reluish_multiplier_fixedpoint_int16=rm, reluish_multiplier_exponent=re,
                             output_multiplier_fixedpoint_int16=om, output_multiplier_exponent=oe)
-        compare(failures, "hard_swish", i, expected, got, f"s_in={s_in} s_out={s_out}")
+        compare(failures, "hard_swish", i, c.expected, got, f"s_in={c.s_in} s_out={c.s_out}")
     report(failures, N_CONFIGS)
 
 
@@ -490,15 +509,8 @@ def test_reshape(rt):
 def test_quantize(rt):
     failures = []
     for i, rng in configs(16):
-        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
-        s_in = log_uniform(rng, 0.002, 0.2)
-        s_out = float(np.float32(s_in * np.exp(rng.uniform(-2, 2))))
-        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
-        x = i8(rng, shape)
-        model = single_op_model(OP.QUANTIZE, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)],
-                                version=2)
-        expected = run_tflm(model, [x])
-        m, sh = requantize_multiplier(s_in, s_out)
-        got = rt.quantize(x, input_zero_point=zp_in, output_zero_point=zp_out, multiplier=m, shift=sh)
-        compare(failures, "quantize", i, expected, got)
+        c = draw_requantizing(rng, OP.QUANTIZE, (0.002, 0.2), (-2, 2), version=2)
+        m, sh = requantize_multiplier(c.s_in, c.s_out)
+        got = rt.quantize(c.x, input_zero_point=c.zp_in, output_zero_point=c.zp_out, multiplier=m, shift=sh)
+        compare(failures, "quantize", i, c.expected, got)
     report(failures, N_CONFIGS)
