@@ -584,8 +584,10 @@ def _auto_clusters(q: np.ndarray, scales: np.ndarray, per_channel: bool = True
         w = scales[:, None] * q
         gains = recover_gains(w, scales)
         if gains is not None:
-            # two values of one cluster differ by at most one step of the coarsest channel
-            aligned = _count_groups(w / gains[:, None], float(np.max(scales / gains)))
+            # two values of one cluster differ by about one rounding step (as inspect: the
+            # 95th percentile, so that one channel with a wrong gain cannot merge everything)
+            steps = np.broadcast_to((scales / gains)[:, None], q.shape)
+            aligned = _count_groups(w / gains[:, None], float(np.percentile(steps, 95)))
             # free per-channel gains line up some values of any small layer: count it as
             # clustered only if each value recurs (on average 4 times or more)
             if aligned < shared and CLUSTER_RECURRENCE * aligned <= np.count_nonzero(q):
