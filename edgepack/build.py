@@ -381,6 +381,8 @@ def render_text(result: BuildResult, out: str, console, timings: dict | None = N
     facts.add_column(overflow="fold")
     ratio = r.weight_bytes_folded / r.weight_bytes_dense if r.weight_bytes_dense else 0.0
     folded = [f for f in r.fold if f["folded"]]
+    facts.add_row("model", str(r.model))
+    facts.add_row("project", str(out))
     facts.add_row("board", r.board_description)
     facts.add_row("fold", f"{len(folded)}/{len(r.fold)} weight tensors in palette form; weights "
                           f"{r.weight_bytes_dense:,} B dense int8 -> {r.weight_bytes_folded:,} B "
@@ -406,7 +408,6 @@ def render_text(result: BuildResult, out: str, console, timings: dict | None = N
     facts.add_row("golden", r.golden_source)
     if timings:
         facts.add_row("time", f"{timings.get('total_s', 0):.1f} s")
-    console.print(f"[bold]{r.model}[/] -> [bold]{out}[/]")
     console.print(facts)
     t = Table(title="memory placed by the build (code and stack: after `edgepack run`)",
               title_justify="left")
@@ -417,4 +418,4 @@ def render_text(result: BuildResult, out: str, console, timings: dict | None = N
         t.add_row(reg.region, f"{reg.address:#010x}", f"{reg.size:,}", f"{reg.needed:,}",
                   ", ".join(reg.what))
     console.print(t)
-    console.print(f"next: edgepack run {out}")
+    console.print(f"next: edgepack run {out}", soft_wrap=True)  # one line, to copy
