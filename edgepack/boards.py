@@ -316,25 +316,32 @@ def board_info(board: BoardSpec) -> dict:
 
 
 def render_boards(boards: list[BoardSpec], console) -> None:
-    """The boards as a rich table: name, CPU, NPU, memory regions, simulators."""
+    """One block per board: name and description, then labelled rows (CPU, NPU, simulators,
+    one line per memory region). Blocks read the same at 80 columns as at 200, where a
+    five-column table would crop or break Vela's long config names."""
     from rich.table import Table
 
-    table = Table(title="edgepack boards", show_lines=True)
-    for column in ("board", "CPU", "NPU (Vela)", "memory regions", "simulate with"):
-        # narrow terminals wrap the cells; the board name must stay whole
-        table.add_column(column, min_width=16 if column == "board" else None,
-                         overflow="fold")
-    for b in boards:
-        name = f"[bold]{b.name}[/bold]" + (" (default)" if b.name == DEFAULT_BOARD else "")
+    for i, b in enumerate(boards):
+        if i:
+            console.print()
+        default = " (default)" if b.name == DEFAULT_BOARD else ""
+        console.print(f"[bold]{b.name}[/bold]{default}: {b.description}", highlight=False)
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(style="bold", no_wrap=True)
+        rows.add_column(overflow="fold")
+        rows.add_row("  CPU", f"{b.cpu.core}, {b.cpu.toolchain}")
         npu = "none"
         if b.npu is not None:
-            npu = f"{b.npu.accelerator}\n{b.npu.system_config}\n{b.npu.memory_mode}"
-            if b.npu.arena_cache_size:
-                npu += f", cache {_human(b.npu.arena_cache_size)}"
-        regions = "\n".join(f"{r.name:<6} {r.address:#010x} {_human(r.size):>8}  {', '.join(r.holds)}"
-                            for r in b.memory)
+            npu = f"{b.npu.accelerator} ({b.npu.system_config}, {b.npu.memory_mode}"
+            npu += f", cache {_human(b.npu.arena_cache_size)})" if b.npu.arena_cache_size else ")"
+        rows.add_row("  NPU", npu)
         sims = [s for s in (b.sim.qemu_machine and f"QEMU {b.sim.qemu_machine}",
                             b.sim.fvp, b.sim.host and "host") if s]
-        table.add_row(name, f"{b.cpu.core}\n{b.cpu.toolchain}", npu, regions,
-                      "\n".join(sims) or "-")
-    console.print(table)
+        rows.add_row("  simulate", ", ".join(sims) or "-")
+        regions = Table.grid(padding=(0, 2))
+        for justify in ("left", "left", "right", "left"):
+            regions.add_column(justify=justify, overflow="fold")
+        for r in b.memory:
+            regions.add_row(r.name, f"{r.address:#010x}", _human(r.size), ", ".join(r.holds))
+        rows.add_row("  memory", regions)
+        console.print(rows)

@@ -97,9 +97,9 @@ def test_run_json_and_text(project):
     assert regions[:1] == ["#"] and {"ITCM", "DTCM", "SRAM", "DDR"} <= set(regions)
 
 
-def test_inspect_and_fold_text_fit_80_columns(tmp_path):
+def test_inspect_fold_boards_and_report_text_fit_80_columns(tmp_path, project):
     for argv in (("inspect", MODEL), ("fold", MODEL, "-o", tmp_path / "f.tflite"),
-                 ("boards",), ("report", "--help")):
+                 ("boards",), ("report", project)):
         r = edgepack(*argv)
         assert r.returncode == 0, r.stderr
         assert _fits(r.stdout) == [], argv
