@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests import runtime_harness as H  # noqa: E402
 from tests.opmodels import run_tflm  # noqa: E402
-from tests.runtime_lowering import load_model, lower, qparams, single_op_from  # noqa: E402
+from tests.runtime_lowering import load_model, lower, single_op_from  # noqa: E402
+from edgepack.tflite import read_model, serialize_model  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 M55 = Path(__file__).resolve().parent / "m55"
@@ -65,25 +67,50 @@ def recluster16(w: np.ndarray) -> np.ndarray:
     return centres[idx]
 
 
+@dataclass
+class KernelCall:
+    """One weighted kernel call: the ctypes params (pointing into `keep`), shapes, sizes."""
+
+    kernel: str  # "conv2d", "depthwise_conv2d", "fully_connected"
+    params: C.Structure
+    out_shape: tuple
+    scratch: int
+    weight_bytes: int
+    keep: list = field(default_factory=list)
+
+    def run(self, rt: H.Runtime, x: np.ndarray) -> np.ndarray:
+        n = int(np.prod(self.out_shape))
+        buf, out = rt._out(n)
+        xin = np.ascontiguousarray(x, np.int8)
+        scratch = np.zeros(max(self.scratch, 4) // 4 + 1, np.int32)
+        st = getattr(rt.lib, f"ep_{self.kernel}_s8")(C.byref(self.params), H._ptr(xin), H._ptr(out),
+                                                     H._ptr(scratch), scratch.nbytes)
+        assert st == 0, f"{self.kernel} returned {st}"
+        rt._check_guard(buf, n, self.kernel)
+        return out.copy().reshape(self.out_shape)
+
+
+def _input_int8(model, x: np.ndarray) -> np.ndarray:
+    q = model.tensors[model.inputs[0]].quantization
+    return np.clip(np.round(x / q.scale[0]) + q.zero_point[0], -128, 127).astype(np.int8)
+
+
 def collect_layers(models: list[str], k16: bool):
-    """[(label, lowered_dense, lowered_palette, x, expected)] for every weighted layer."""
+    """[(label, dense call, palette call, x, expected)] for every weighted layer, lowered by
+    codegen (tests/runtime_lowering.py) and checked against TFLM on the host first."""
     rt = H.Runtime(sanitize=False)
     layers = []
     for name in models:
         model = load_model(FIXTURES / name)
-        sg = model.subgraphs[0]
         if k16:
-            for op in sg.operators:
-                for ti in list(op.inputs)[1:2]:
-                    t = sg.tensors[ti]
-                    if t.type == 9 and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data):
-                        w = np.frombuffer(np.asarray(model.buffers[t.buffer].data, np.uint8).tobytes(), np.int8)
-                        model.buffers[t.buffer].data = np.frombuffer(recluster16(w).astype(np.int8).tobytes(),
-                                                                     np.uint8)
+            for _, w in model.weight_tensors():
+                w.data = recluster16(np.asarray(w.data, np.int8)).reshape(w.data.shape)
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / name).write_bytes(serialize_model(model))
+                model = read_model(Path(d) / name)
         x = np.load(FIXTURES / "digits_test.npz")["x"][:1]
-        s, zp, _ = qparams(sg.tensors[sg.inputs[0]])
-        act = np.clip(np.round(x / s[0]) + zp[0], -128, 127).astype(np.int8)
-        for k in range(len(sg.operators)):
+        act = _input_int8(model, x)
+        for k in range(len(model.operators)):
             dense = lower(model, k, "dense")
             act = act.reshape(dense.in_shape)
             expected = dense.run(rt, act)
@@ -93,7 +120,9 @@ def collect_layers(models: list[str], k16: bool):
                 pal = lower(model, k, "palette")
                 assert np.array_equal(pal.run(rt, act).ravel(), tflm.ravel())
                 short = name.replace("digits_", "").replace("_int8", "").replace(".tflite", "")
-                layers.append((f"{short} op{k} {dense.kernel}", dense, pal, act.copy(), expected))
+                calls = [KernelCall(lw.kernel, lw.params, lw.out_shape, lw.scratch, lw.weight_bytes, [lw])
+                         for lw in (dense, pal)]
+                layers.append((f"{short} op{k} {dense.kernel}", *calls, act.copy(), expected))
             act = expected
     return layers
 
@@ -103,8 +132,6 @@ def weighted_pair(label: str, kind: str, x: np.ndarray, wshape, codebook, idx, b
                   pad=(0, 0)):
     """One layer in both weight forms (dense int8 and the palette of `codebook`/`idx`), random
     per-channel requantization and bias, the host build's output as the expected value."""
-    from tests.runtime_lowering import Lowered, scratch_bytes
-
     rt = H.Runtime(sanitize=False)
     rows = 1 if kind == "depthwise_conv2d" else wshape[0]
     chans = wshape[-1] if kind == "depthwise_conv2d" else wshape[0]
@@ -120,18 +147,19 @@ def weighted_pair(label: str, kind: str, x: np.ndarray, wshape, codebook, idx, b
         if kind == "fully_connected":
             batches, din = x.shape
             p = H.FCParams(batches, din, chans, -zp_in, 0, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
-            lws.append(Lowered(kind, p, x.shape, out_shape, scratch_bytes(wf, din), wf.nbytes, keep))
+            lws.append(KernelCall(kind, p, out_shape, rt.lib.ep_fully_connected_s8_get_buffer_size(C.byref(p)),
+                                  wf.nbytes, keep))
         elif kind == "conv2d":
             p = H.Conv2DParams(H.shape4(x.shape), H.shape4(wshape), H.shape4(out_shape), stride[0], stride[1], 1, 1,
                                pad[0], pad[1], -zp_in, zp_out, -128, 127, rq, wf.struct(), H._ptr(bias))
-            lws.append(Lowered(kind, p, x.shape, out_shape, scratch_bytes(wf, int(np.prod(wshape[1:]))), wf.nbytes,
-                               keep))
+            lws.append(KernelCall(kind, p, out_shape, rt.lib.ep_conv2d_s8_get_buffer_size(C.byref(p)), wf.nbytes,
+                                  keep))
         else:
             p = H.DepthwiseParams(H.shape4(x.shape), H.shape4(wshape), H.shape4(out_shape), depth_multiplier,
                                   stride[0], stride[1], 1, 1, pad[0], pad[1], -zp_in, zp_out, -128, 127, rq,
                                   wf.struct(), H._ptr(bias))
             n = rt.lib.ep_depthwise_conv2d_s8_get_buffer_size(C.byref(p))
-            lws.append(Lowered(kind, p, x.shape, out_shape, n, wf.nbytes, keep))
+            lws.append(KernelCall(kind, p, out_shape, n, wf.nbytes, keep))
     expected = lws[0].run(rt, x)
     assert np.array_equal(lws[1].run(rt, x), expected), f"{label}: palette differs from dense on the host"
     return (label, lws[0], lws[1], x, expected)
@@ -223,24 +251,32 @@ def mobilenet_layers(seed: int, k: int = 16):
     return layers
 
 
+def _read(addr, n: int, dtype) -> np.ndarray:
+    return np.frombuffer(C.string_at(addr, n * np.dtype(dtype).itemsize), dtype)
+
+
 def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
-    """C definitions and the call expression for one layer in one form."""
+    """C definitions and the call expression for one layer in one form (the arrays read back
+    through the params' pointers)."""
     p = lw.params
-    m, s = lw.keep[0]
-    wf = lw.keep[1]
-    bias = lw.keep[2]
+    m, s = _read(p.requant.multiplier, p.requant.count, np.int32), _read(p.requant.shift, p.requant.count, np.int32)
+    w = p.weights
+    chans = p.output_depth if lw.kernel == "fully_connected" else p.output.c
     pre = f"L{i}{form[0]}"
     out = []
     out.append(c_array(f"{pre}_m", "int32_t", m))
     out.append(c_array(f"{pre}_s", "int32_t", s))
-    out.append(c_array(f"{pre}_b", "int32_t", bias if bias is not None else [0]))
-    if wf.form == 0:
-        out.append(c_array(f"{pre}_w", "int8_t", wf.data.view(np.int8)))
+    if p.bias:
+        out.append(c_array(f"{pre}_b", "int32_t", _read(p.bias, chans, np.int32)))
+    else:
+        out.append(f"#define {pre}_b NULL\n")
+    if w.form == 0:
+        out.append(c_array(f"{pre}_w", "int8_t", _read(w.data, w.data_bytes, np.int8)))
         out.append(f"#define {pre}_cb NULL\n")
     else:
-        out.append(c_array(f"{pre}_w", "uint8_t", wf.data))
-        out.append(c_array(f"{pre}_cb", "int8_t", wf.codebook))
-    weights = f"{{{wf.form},{wf.bits},{wf.num_codes},{wf.data.size},{pre}_cb,{pre}_w}}"
+        out.append(c_array(f"{pre}_w", "uint8_t", _read(w.data, w.data_bytes, np.uint8)))
+        out.append(c_array(f"{pre}_cb", "int8_t", _read(w.codebook, w.num_codes, np.int8)))
+    weights = f"{{{w.form},{w.bits},{w.num_codes},{w.data_bytes},{pre}_cb,{pre}_w}}"
     rq = f"{{{pre}_m,{pre}_s,{len(m)}}}"
     if lw.kernel == "conv2d":
         out.append(
@@ -363,10 +399,7 @@ def generate_plan(name: str, xs: np.ndarray, expected: np.ndarray) -> str:
 def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> int:
     model_bytes = (FIXTURES / name).read_bytes()
     model = load_model(FIXTURES / name)
-    sg = model.subgraphs[0]
-    x = np.load(FIXTURES / "digits_test.npz")["x"][:n_images]
-    s_, zp, _ = qparams(sg.tensors[sg.inputs[0]])
-    xs = np.clip(np.round(x / s_[0]) + zp[0], -128, 127).astype(np.int8)
+    xs = _input_int8(model, np.load(FIXTURES / "digits_test.npz")["x"][:n_images])
     expected = np.stack([run_tflm(model_bytes, [img[None]]).ravel() for img in xs])
     out = build_and_run(generate_plan(name, xs, expected), work, cflags)
     res = {(m[1], int(m[2])): int(m[3]) for m in re.finditer(r"PLAN (\w+) (\d+) (\d+)", out)}
@@ -375,7 +408,7 @@ def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> i
     print("| op | kernel | dense instr | palette instr | ratio |")
     print("| --- | --- | --- | --- | --- |")
     td = tp = 0
-    for k in range(len(sg.operators)):
+    for k in range(len(model.operators)):
         d, p = res[("dense", k)] / TICKS_PER_INSN, res[("palette", k)] / TICKS_PER_INSN
         td, tp = td + d, tp + p
         print(f"| {k} | {lower(model, k).kernel} | {d:,.0f} | {p:,.0f} | {p / d:.3f} |")
@@ -444,7 +477,7 @@ def main(argv=None):
     tot = {"d": 0, "p": 0, "db": 0, "pb": 0}
     for i, (label, dense, pal, x, expected) in enumerate(layers):
         (td, okd), (tp, okp) = res[(i, "dense")], res[(i, "palette")]
-        wf = pal.keep[1]
+        wf = pal.params.weights
         di, pi = td / TICKS_PER_INSN, tp / TICKS_PER_INSN
         tot["d"] += di
         tot["p"] += pi
