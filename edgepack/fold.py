@@ -444,14 +444,17 @@ def _merge(union, union_tol, v, tol):
     return vals[keep], tols[keep], int(keep.sum()) - union.size
 
 
-def recover_gains(w: np.ndarray, scales: np.ndarray) -> np.ndarray | None:
+def recover_gains(w: np.ndarray, scales: np.ndarray, max_values: int | None = None
+                  ) -> np.ndarray | None:
     """Each channel's gain, for layers whose channels are one codebook times a per-channel gain
     (batch-norm folding). A channel need not use every cluster (a depthwise 3x3 channel has 9
     weights), so its peak is not its gain: channels are aligned one after another (most
     distinct values first) to the union of the values aligned so far, each at the ratio that
     lines up the most of its values within rounding; a channel with fewer than two values
     lining up waits until the union has grown. Once the union stops growing, the remaining
-    channels are aligned to it all at once. None when the channels are not clustered."""
+    channels are aligned to it all at once. None when the channels are not clustered (a
+    channel has more than CLUSTERED_MAX_VALUES values, or the aligned values outnumber
+    `max_values`: a cheap way out for dense layers)."""
     sets = [np.unique(row[row != 0]) for row in w]
     sizes = np.array([v.size for v in sets])
     if sizes.max(initial=0) == 0 or sizes.max() > CLUSTERED_MAX_VALUES:
@@ -476,29 +479,38 @@ def recover_gains(w: np.ndarray, scales: np.ndarray) -> np.ndarray | None:
         gains[c] = rho[0]
         union, union_tol, added = _merge(union, union_tol, sets[c] / rho[0],
                                          np.full(sizes[c], 0.5 * scales[c] / rho[0]))
+        if max_values is not None and union.size > max_values and not force:
+            raise _NotClustered
         return added
 
-    waiting, quiet, rest = [], 0, []
-    for n, c in enumerate(order[1:]):
-        if quiet >= STABLE_CHANNELS:
-            rest = order[1 + n:]
-            break
-        added = align_one(c)
-        if added is None:
-            waiting.append(c)
-        else:
-            quiet = quiet + 1 if added == 0 else 0
-    if rest:
-        rest = np.array(rest)
-        rho, hits = _best_ratios(padded(rest), scales[rest], union, union_tol)
-        ok = hits >= np.minimum(2, sizes[rest])
-        gains[rest[ok]] = rho[ok]
-        waiting += rest[~ok].tolist()
-    for sweep in range(3):
-        waiting = [c for c in waiting if align_one(c, force=sweep == 2) is None]
-        if not waiting:
-            break
+    try:
+        waiting, quiet, rest = [], 0, []
+        for n, c in enumerate(order[1:]):
+            if quiet >= STABLE_CHANNELS:
+                rest = order[1 + n:]
+                break
+            added = align_one(c)
+            if added is None:
+                waiting.append(c)
+            else:
+                quiet = quiet + 1 if added == 0 else 0
+        if rest:
+            rest = np.array(rest)
+            rho, hits = _best_ratios(padded(rest), scales[rest], union, union_tol)
+            ok = hits >= np.minimum(2, sizes[rest])
+            gains[rest[ok]] = rho[ok]
+            waiting += rest[~ok].tolist()
+        for sweep in range(3):
+            waiting = [c for c in waiting if align_one(c, force=sweep == 2) is None]
+            if not waiting:
+                break
+    except _NotClustered:
+        return None
     return gains
+
+
+class _NotClustered(Exception):
+    """recover_gains: more aligned values than a clustering has."""
 
 
 def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarray | None = None,
@@ -582,7 +594,7 @@ def _auto_clusters(q: np.ndarray, scales: np.ndarray, per_channel: bool = True
     else:
         shared, hypothesis = shared_codebook_size(q, scales)
         w = scales[:, None] * q
-        gains = recover_gains(w, scales)
+        gains = recover_gains(w, scales, max_values=CLUSTERED_MAX_VALUES)
         if gains is not None:
             # two values of one cluster differ by about one rounding step (as inspect: the
             # 95th percentile, so that one channel with a wrong gain cannot merge everything)
