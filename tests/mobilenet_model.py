@@ -53,7 +53,7 @@ class LayerInfo:
     name: str
     op_type: str
     weight_shape: tuple
-    clusters: int
+    clusters: int | None
 
 
 @dataclass
@@ -136,7 +136,10 @@ class _Builder:
         return name
 
     def clustered(self, shape: tuple) -> np.ndarray:
-        """Weights drawn from one layer-wide float codebook (more mass near zero)."""
+        """Weights drawn from one layer-wide float codebook (more mass near zero); with
+        `clusters` None, never clustered (normal weights: the dense baseline)."""
+        if self.clusters is None:
+            return self.rng.normal(0.0, 1.0, shape)
         codebook = np.sort(self.rng.normal(0.0, 1.0, self.clusters))
         p = np.exp(-codebook ** 2)
         return codebook[self.rng.choice(self.clusters, size=shape, p=p / p.sum())]
@@ -221,11 +224,12 @@ class _Builder:
 
 
 def mobilenet_v2(input_size: int = 96, alpha: float = 0.35, classes: int = 10,
-                 last_channels: int = 1280, blocks=BLOCKS, clusters: int = 16,
+                 last_channels: int = 1280, blocks=BLOCKS, clusters: int | None = 16,
                  calibration: int = 4, seed: int = 0) -> MobileNet:
     """An int8 MobileNetV2 (Keras' layer sizes for `alpha`; `last_channels` 1280 as Keras keeps
     for alpha <= 1) of `input_size` x `input_size` x 3, every weight layer clustered to
-    `clusters` values before batch-norm folding; deterministic for a given seed."""
+    `clusters` values before batch-norm folding (None: never clustered); deterministic for a
+    given seed."""
     rng = np.random.default_rng(seed)
     calib = rng.uniform(-1.0, 1.0, (calibration, input_size, input_size, 3))
     g = _Builder(rng, calib, clusters)
