@@ -36,5 +36,6 @@ run bench/runtime_kernels.py
 run bench/build_time.py
 run bench/fold_time.py
 run bench/accuracy.py
+run bench/mobilenet.py
 
 echo "_all benchmarks: $(( $(date +%s) - start )) s_"

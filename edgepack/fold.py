@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,7 @@ HYPOTHESIS_MARGIN = 4.0  # a start whose first-round error is this much worse is
 CLUSTER_RECURRENCE = 4  # --clusters auto: weights per codebook value that make it a clustering
 RANDOM_CALIBRATION_SAMPLES = 32
 RANDOM_CALIBRATION_SEED = 0
+PARALLEL_AGREEMENT_BYTES = 256 * 1024  # models this large run both TFLM passes at once
 
 Progress = Callable[[int, int, str], None]
 
@@ -825,12 +827,24 @@ def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibratio
     return np.clip(np.round(data.astype(np.float64) / s) + zp, -128, 127).astype(np.int8)
 
 
+def _tflm_first_outputs(model: bytes, batches: list[np.ndarray]) -> np.ndarray:
+    """[N, outputs] int64: the first output of `model` through TFLM for each input row."""
+    from tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(model)
+    rows = []
+    for n in range(batches[0].shape[0]):
+        for i, b in enumerate(batches):
+            interp.set_input(b[n:n + 1].astype(b.dtype), i)
+        interp.invoke()
+        rows.append(np.array(interp.get_output(0)).reshape(-1).astype(np.int64))
+    return np.stack(rows)
+
+
 def measure_agreement(original: Model, folded: Model,
                       calibration: np.ndarray | None = None) -> Agreement:
     """Run both models through the TFLM interpreter (the bit-exact reference) on the same
     inputs and compare the first output."""
-    from tflite_micro import runtime
-
     if calibration is None:
         rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
         shapes = [(RANDOM_CALIBRATION_SAMPLES,) + tuple(original.tensors[i].shape[1:])
@@ -840,16 +854,19 @@ def measure_agreement(original: Model, folded: Model,
     else:
         batches = [calibration]
         source = f"{calibration.shape[0]} calibration inputs"
-    outs = []
-    for m in (original, folded):
-        interp = runtime.Interpreter.from_bytes(serialize_model(m))
-        rows = []
-        for n in range(batches[0].shape[0]):
-            for i, b in enumerate(batches):
-                interp.set_input(b[n:n + 1].astype(b.dtype), i)
-            interp.invoke()
-            rows.append(np.array(interp.get_output(0)).reshape(-1).astype(np.int64))
-        outs.append(np.stack(rows))
+    models = [serialize_model(m) for m in (original, folded)]
+    if len(models[0]) >= PARALLEL_AGREEMENT_BYTES and (os.cpu_count() or 1) > 1:
+        # TFLM holds the GIL: the model as given runs in a forked process meanwhile
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("fork")) as pool:
+            given = pool.submit(_tflm_first_outputs, models[0], batches)
+            outs = [None, _tflm_first_outputs(models[1], batches)]
+            outs[0] = given.result()
+    else:
+        outs = [_tflm_first_outputs(m, batches) for m in models]
     diff = np.abs(outs[0] - outs[1])
     return Agreement(samples=int(diff.shape[0]), source=source,
                      mean_abs_diff=float(diff.mean()), max_abs_diff=int(diff.max()),

@@ -128,3 +128,15 @@ def test_built_for_corstone_300_it_runs_bit_exactly_under_qemu_and_on_the_npu_mo
     npu = _run(capsys, "run", str(out), "--sim", "npu-model")["runs"][0]
     assert npu["passed"], npu["failure"]
     assert npu["result_line"] == "EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes"
+
+
+def test_the_agreement_check_gives_the_same_figures_in_one_process_or_two(small, monkeypatch):
+    import edgepack.fold as fold
+
+    model = read_model(small)
+    folded = fold_model(model, 16, check_agreement=False).model
+    monkeypatch.setattr(fold, "PARALLEL_AGREEMENT_BYTES", 1 << 40)
+    one = fold.measure_agreement(model, folded)
+    monkeypatch.setattr(fold, "PARALLEL_AGREEMENT_BYTES", 0)
+    two = fold.measure_agreement(model, folded)
+    assert one == two and one.samples == 32 and one.max_abs_diff > 0
