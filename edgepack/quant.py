@@ -172,3 +172,29 @@ def mean_multiplier(in_scale: float, out_scale: float, num_elements: int) -> tup
     m, s = quantize_multiplier(f32(in_scale) / f32(out_scale))
     k = min(int(num_elements).bit_length() - 1, 32, 31 + s)
     return int((m << k) // int(num_elements)), int(s - k)
+
+
+def relu_params(activation: str, in_scale: float, out_scale: float, in_zero_point: int,
+                out_zero_point: int) -> dict:
+    """Standalone RELU / RELU6 / RELU_N1_TO_1 as TFLM's int8 kernels compute them
+    (ep_relu_params without size). RELU and RELU_N1_TO_1 (CalculateReluOpData, TFLite's
+    Relu1): requantize by QuantizeMultiplier(in / out) in double, then clamp to the activation
+    range in the output quantization. RELU6 (Relu6Prepare): clamp the raw input to
+    [zp_in, zp_in + round(6 / in_scale)] in the input quantization; the output's is not used."""
+    if activation == "RELU6":
+        six = int(in_zero_point) + tflite_round(float(np.float32(6.0) / np.float32(in_scale)))
+        return dict(mode=1, input_zero_point=int(in_zero_point), output_zero_point=int(in_zero_point),
+                    multiplier=0, shift=0, act_min=int(in_zero_point), act_max=max(INT8_MIN, min(INT8_MAX, six)))
+    m, s = requantize_multiplier(in_scale, out_scale)
+    lo, hi = activation_range(activation, out_scale, out_zero_point)
+    return dict(mode=0, input_zero_point=int(in_zero_point), output_zero_point=int(out_zero_point),
+                multiplier=m, shift=s, act_min=lo, act_max=hi)
+
+
+def leaky_relu_params(alpha: float, in_scale: float, out_scale: float) -> dict:
+    """LEAKY_RELU int8 Prepare: both multipliers from float32 arithmetic widened to double,
+    identity = in / out, alpha = in * alpha / out (negative for a negative alpha)."""
+    s_in, s_out, a = np.float32(in_scale), np.float32(out_scale), np.float32(alpha)
+    im, ish = quantize_multiplier(float(s_in / s_out))
+    am, ash = quantize_multiplier(float(s_in * a / s_out))
+    return dict(identity_multiplier=im, identity_shift=ish, alpha_multiplier=am, alpha_shift=ash)

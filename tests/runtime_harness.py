@@ -165,6 +165,20 @@ class QuantizeParams(C.Structure):
     _fields_ = _i32s("size", "input_zero_point", "output_zero_point", "multiplier", "shift")
 
 
+class MinMaxParams(C.Structure):
+    _fields_ = [("input1", Shape), ("input2", Shape), ("output", Shape)]
+
+
+class ReluParams(C.Structure):
+    _fields_ = _i32s("size", "mode", "input_zero_point", "output_zero_point", "multiplier", "shift", "act_min",
+                     "act_max")
+
+
+class LeakyReluParams(C.Structure):
+    _fields_ = _i32s("size", "input_zero_point", "output_zero_point", "identity_multiplier", "identity_shift",
+                     "alpha_multiplier", "alpha_shift")
+
+
 class Op(C.Structure):
     _fields_ = [("kernel", i32), ("params", vp), ("num_inputs", i32), ("inputs", vp), ("output", i32)]
 
@@ -177,7 +191,8 @@ class Plan(C.Structure):
 HOOK = C.CFUNCTYPE(None, vp, i32, vp, i32)
 
 KERNEL_IDS = dict(conv2d=1, depthwise_conv2d=2, fully_connected=3, max_pool2d=4, avg_pool2d=5, mean=6, add=7, mul=8,
-                  softmax=9, logistic=10, tanh=11, hard_swish=12, pad=13, concatenation=14, reshape=15, quantize=16)
+                  softmax=9, logistic=10, tanh=11, hard_swish=12, pad=13, concatenation=14, reshape=15, quantize=16,
+                  sub=17, relu=18, leaky_relu=19, maximum=20, minimum=21)
 
 
 def shape4(dims) -> Shape:
@@ -250,10 +265,10 @@ class Runtime:
             getattr(self.lib, name).argtypes = [vp, vp, vp, vp, i32]
         for name in ["ep_max_pool2d_s8", "ep_avg_pool2d_s8", "ep_mean_s8", "ep_softmax_s8", "ep_logistic_s8",
                      "ep_tanh_s8", "ep_hard_swish_s8", "ep_pad_s8", "ep_concatenation_s8", "ep_reshape_s8",
-                     "ep_quantize_s8"]:
+                     "ep_quantize_s8", "ep_relu_s8", "ep_leaky_relu_s8"]:
             getattr(self.lib, name).restype = i32
             getattr(self.lib, name).argtypes = [vp, vp, vp]
-        for name in ["ep_add_s8", "ep_mul_s8"]:
+        for name in ["ep_add_s8", "ep_mul_s8", "ep_sub_s8", "ep_maximum_s8", "ep_minimum_s8"]:
             getattr(self.lib, name).restype = i32
             getattr(self.lib, name).argtypes = [vp, vp, vp, vp]
         self.lib.ep_plan_run.restype = i32
@@ -388,3 +403,19 @@ class Runtime:
     def quantize(self, x, **kw):
         p = QuantizeParams(x.size, **kw)
         return self._call("ep_quantize_s8", p, [x], x.size).reshape(x.shape)
+
+    def sub(self, x1, x2, *, out_shape, **kw):
+        p = AddParams(shape4(x1.shape), shape4(x2.shape), shape4(out_shape), **kw)
+        return self._call("ep_sub_s8", p, [x1, x2], int(np.prod(out_shape))).reshape(out_shape)
+
+    def minmax(self, kind: str, x1, x2, *, out_shape):
+        p = MinMaxParams(shape4(x1.shape), shape4(x2.shape), shape4(out_shape))
+        return self._call(f"ep_{kind}_s8", p, [x1, x2], int(np.prod(out_shape))).reshape(out_shape)
+
+    def relu(self, x, **kw):
+        p = ReluParams(x.size, **kw)
+        return self._call("ep_relu_s8", p, [x], x.size).reshape(x.shape)
+
+    def leaky_relu(self, x, **kw):
+        p = LeakyReluParams(x.size, **kw)
+        return self._call("ep_leaky_relu_s8", p, [x], x.size).reshape(x.shape)

@@ -20,8 +20,8 @@ import pytest
 from ai_edge_litert import schema_py_generated as tfl
 
 from edgepack.quant import (ACTIVATIONS, activation_range, add_params, conv_multipliers, conv_output_size,
-                            fc_multipliers, hard_swish_params, mean_multiplier, mul_multiplier,
-                            requantize_multiplier, same_padding, sigmoid_params, softmax_params)
+                            fc_multipliers, hard_swish_params, leaky_relu_params, mean_multiplier, mul_multiplier,
+                            relu_params, requantize_multiplier, same_padding, sigmoid_params, softmax_params)
 from tests.opmodels import T, run_tflm, single_op_model
 from tests.runtime_harness import Runtime, Weights
 
@@ -513,4 +513,87 @@ def test_quantize(rt):
         m, sh = requantize_multiplier(c.s_in, c.s_out)
         got = rt.quantize(c.x, input_zero_point=c.zp_in, output_zero_point=c.zp_out, multiplier=m, shift=sh)
         compare(failures, "quantize", i, c.expected, got)
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ SUB
+def test_sub(rt):
+    """TFLM's int8 SUB: ADD's Prepare arithmetic, input2 subtracted; broadcasting both ways."""
+    failures = []
+    for i, rng in configs(17):
+        out, a, b = broadcast_shapes(rng)
+        s1, s2 = log_uniform(rng, 0.002, 0.2), log_uniform(rng, 0.002, 0.2)
+        s_out = float(np.float32((s1 + s2) * rng.uniform(0.5, 2.5)))
+        z1, z2, zo = (int(rng.integers(-128, 128)) for _ in range(3))
+        act = str(rng.choice(ACTIVATIONS))
+        x1, x2 = i8(rng, a), i8(rng, b)
+        opts = tfl.SubOptionsT()
+        opts.fusedActivationFunction = fused(act)
+        model = single_op_model(OP.SUB, [T(a, s=s1, zp=z1), T(b, s=s2, zp=z2)], [T(out, s=s_out, zp=zo)],
+                                "SubOptions", opts, version=2)
+        expected = run_tflm(model, [x1, x2])
+        lo, hi = activation_range(act, s_out, zo)
+        got = rt.sub(x1, x2, out_shape=out, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
+                     act_min=lo, act_max=hi, **add_params(s1, s2, s_out))
+        compare(failures, "sub", i, expected, got, f"{a}x{b}->{out} act={act}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ MAXIMUM / MINIMUM
+@pytest.mark.parametrize("kind", ["maximum", "minimum"])
+def test_maximum_minimum(rt, kind):
+    """Raw int8 comparison with broadcasting (inputs and output share one quantization)."""
+    failures = []
+    for i, rng in configs(20 if kind == "maximum" else 21):
+        out, a, b = broadcast_shapes(rng)
+        s, zp = log_uniform(rng, 0.002, 0.2), int(rng.integers(-128, 128))
+        x1, x2 = i8(rng, a), i8(rng, b)
+        if rng.integers(0, 4) == 0:  # many ties
+            x2 = np.broadcast_to(x1, out)[tuple(slice(0, d) for d in b)].copy()
+        model = single_op_model(OP.MAXIMUM if kind == "maximum" else OP.MINIMUM,
+                                [T(a, s=s, zp=zp), T(b, s=s, zp=zp)], [T(out, s=s, zp=zp)], version=2)
+        expected = run_tflm(model, [x1, x2])
+        got = rt.minmax(kind, x1, x2, out_shape=out)
+        compare(failures, kind, i, expected, got, f"{a}x{b}->{out}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ RELU / RELU6
+@pytest.mark.parametrize("kind", ["RELU", "RELU6"])
+def test_relu(rt, kind):
+    """Standalone RELU requantizes then clamps; TFLM's RELU6 clamps in the input quantization
+    (half the configurations keep the quantization, as converters emit them)."""
+    failures = []
+    for i, rng in configs(18 if kind == "RELU" else 22):
+        same = bool(rng.integers(0, 2))
+        c = draw_requantizing(rng, getattr(OP, kind), (0.002, 0.2), (0.0, 0.0) if same else (-1.5, 1.5), version=2)
+        if same:  # draw_requantizing drew independent zero points; rebuild with the input's
+            model = single_op_model(getattr(OP, kind), [T(list(c.x.shape), s=c.s_in, zp=c.zp_in)],
+                                    [T(list(c.x.shape), s=c.s_in, zp=c.zp_in)], version=2)
+            c.s_out, c.zp_out, c.expected = c.s_in, c.zp_in, run_tflm(model, [c.x])
+        got = rt.relu(c.x, **relu_params(kind, c.s_in, c.s_out, c.zp_in, c.zp_out))
+        compare(failures, kind, i, c.expected, got, f"s_in={c.s_in} s_out={c.s_out} zp={c.zp_in},{c.zp_out}")
+    report(failures, N_CONFIGS)
+
+
+# ------------------------------------------------------------------------------ LEAKY_RELU
+def test_leaky_relu(rt):
+    """Identity and alpha multipliers from float32 products; alpha in [-1, 1.5] (0 and negative
+    included), random scales and zero points."""
+    failures = []
+    for i, rng in configs(19):
+        shape = [int(rng.integers(1, 4)), int(rng.integers(1, 100))]
+        s_in = log_uniform(rng, 0.002, 0.2)
+        s_out = float(np.float32(s_in * np.exp(rng.uniform(-1.5, 1.5))))
+        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        alpha = float(np.float32(rng.choice([0.0, 0.01, 0.1, 0.2, 0.3, rng.uniform(-1.0, 1.5)])))
+        x = i8(rng, shape)
+        opts = tfl.LeakyReluOptionsT()
+        opts.alpha = alpha
+        model = single_op_model(OP.LEAKY_RELU, [T(shape, s=s_in, zp=zp_in)], [T(shape, s=s_out, zp=zp_out)],
+                                "LeakyReluOptions", opts, version=2)
+        expected = run_tflm(model, [x])
+        got = rt.leaky_relu(x, input_zero_point=zp_in, output_zero_point=zp_out,
+                            **leaky_relu_params(alpha, s_in, s_out))
+        compare(failures, "leaky_relu", i, expected, got, f"alpha={alpha} s_in={s_in} s_out={s_out}")
     report(failures, N_CONFIGS)

@@ -199,6 +199,22 @@ typedef struct {
 /** ADD, int8, with broadcasting. */
 ep_status ep_add_s8(const ep_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 
+/** SUB parameters: ADD's (TFLM's int8 SUB computes them as ADD does). */
+typedef ep_add_params ep_sub_params;
+
+/** SUB, int8, with broadcasting: input1 - input2. */
+ep_status ep_sub_s8(const ep_sub_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/** MAXIMUM / MINIMUM parameters: shapes only (raw int8 comparison, no requantization). */
+typedef struct {
+    ep_shape input1, input2, output;
+} ep_minmax_params;
+
+/** MAXIMUM, int8, with broadcasting. */
+ep_status ep_maximum_s8(const ep_minmax_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+/** MINIMUM, int8, with broadcasting. */
+ep_status ep_minimum_s8(const ep_minmax_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
 /** MUL parameters: multiplier = QuantizeMultiplier(s1 * s2 / s_out). */
 typedef struct {
     ep_shape input1, input2, output;
@@ -252,6 +268,42 @@ typedef struct {
 
 /** HARD_SWISH, int8. */
 ep_status ep_hard_swish_s8(const ep_hard_swish_params *p, const int8_t *input, int8_t *output);
+
+/** How ep_relu_s8 maps input to output. */
+typedef enum {
+    /** TFLM ReluQuantized (int8 RELU; TFLite's RELU_N1_TO_1): requantize with
+     *  multiplier = QuantizeMultiplier(in_scale / out_scale), then clamp to [act_min, act_max]
+     *  (act_min = max(-128, zp_out + round(lo / out_scale)), likewise act_max). */
+    EP_RELU_REQUANTIZE = 0,
+    /** TFLM's int8 RELU6: clamp the raw input to [zp_in, zp_in + round(6 / in_scale)] (clamped
+     *  to int8); the output quantization is not used. */
+    EP_RELU_CLAMP = 1
+} ep_relu_mode;
+
+/** RELU / RELU6 / RELU_N1_TO_1 parameters. */
+typedef struct {
+    int32_t size;
+    int32_t mode;  /**< ep_relu_mode */
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;  /**< EP_RELU_REQUANTIZE only */
+    int32_t act_min, act_max;
+} ep_relu_params;
+
+/** RELU / RELU6 / RELU_N1_TO_1, int8. */
+ep_status ep_relu_s8(const ep_relu_params *p, const int8_t *input, int8_t *output);
+
+/** LEAKY_RELU parameters: identity = QuantizeMultiplier(float(in_scale / out_scale)),
+ *  alpha = QuantizeMultiplier(float(in_scale * alpha / out_scale)) (float32 products, as TFLM;
+ *  negative for a negative alpha). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+} ep_leaky_relu_params;
+
+/** LEAKY_RELU, int8. */
+ep_status ep_leaky_relu_s8(const ep_leaky_relu_params *p, const int8_t *input, int8_t *output);
 
 /* ------------------------------------------------------------------------------------ */
 /* Data movement                                                                        */
@@ -316,7 +368,12 @@ typedef enum {
     EP_KERNEL_PAD = 13,
     EP_KERNEL_CONCATENATION = 14,
     EP_KERNEL_RESHAPE = 15,
-    EP_KERNEL_QUANTIZE = 16
+    EP_KERNEL_QUANTIZE = 16,
+    EP_KERNEL_SUB = 17,
+    EP_KERNEL_RELU = 18,
+    EP_KERNEL_LEAKY_RELU = 19,
+    EP_KERNEL_MAXIMUM = 20,
+    EP_KERNEL_MINIMUM = 21
 } ep_kernel_id;
 
 /** Upper bound on ep_op.num_inputs. */

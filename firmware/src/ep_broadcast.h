@@ -1,4 +1,4 @@
-/* edgepack runtime, private: 4-D broadcast shape check for ADD and MUL. */
+/* edgepack runtime, private: 4-D broadcasting for the elementwise binary kernels. */
 #ifndef EP_BROADCAST_H
 #define EP_BROADCAST_H
 #include "ep_internal.h"
@@ -22,5 +22,27 @@ static inline int64_t ep_bcast_offset(const ep_shape *s, int32_t n, int32_t h, i
 {
     return (((int64_t)(s->n == 1 ? 0 : n) * s->h + (s->h == 1 ? 0 : h)) * s->w + (s->w == 1 ? 0 : w)) * s->c +
            (s->c == 1 ? 0 : c);
+}
+
+/* MAXIMUM (take_max 1) / MINIMUM (0): TFLM compares the raw int8 values, no requantization
+ * (the converter gives inputs and output one quantization). */
+static inline ep_status ep_minmax_s8(const ep_minmax_params *p, const int8_t *input1, const int8_t *input2,
+                                     int8_t *output, int take_max)
+{
+    int32_t n, h, w, c;
+    ep_status st;
+    if (p == NULL || input1 == NULL || input2 == NULL || output == NULL) return EP_ERR_ARG;
+    st = ep_broadcast_check(&p->input1, &p->input2, &p->output);
+    if (st != EP_OK) return st;
+    for (n = 0; n < p->output.n; ++n)
+        for (h = 0; h < p->output.h; ++h)
+            for (w = 0; w < p->output.w; ++w)
+                for (c = 0; c < p->output.c; ++c) {
+                    const int8_t a = input1[ep_bcast_offset(&p->input1, n, h, w, c)];
+                    const int8_t b = input2[ep_bcast_offset(&p->input2, n, h, w, c)];
+                    output[(((int64_t)n * p->output.h + h) * p->output.w + w) * p->output.c + c] =
+                        take_max ? (a > b ? a : b) : (a < b ? a : b);
+                }
+    return EP_OK;
 }
 #endif

@@ -48,6 +48,19 @@ int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i)
         const ep_mul_params *p = (const ep_mul_params *)pp;
         return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : shape_bytes(&p->input2));
     }
+    case EP_KERNEL_SUB: {
+        const ep_sub_params *p = (const ep_sub_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : shape_bytes(&p->input2));
+    }
+    case EP_KERNEL_MAXIMUM:
+    case EP_KERNEL_MINIMUM: {
+        const ep_minmax_params *p = (const ep_minmax_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : shape_bytes(&p->input2));
+    }
+    case EP_KERNEL_RELU:
+        return i <= 0 ? ((const ep_relu_params *)pp)->size : -1;
+    case EP_KERNEL_LEAKY_RELU:
+        return i <= 0 ? ((const ep_leaky_relu_params *)pp)->size : -1;
     case EP_KERNEL_SOFTMAX: {
         const ep_softmax_params *p = (const ep_softmax_params *)pp;
         return i <= 0 ? flat_bytes(p->rows, p->depth) : -1;
@@ -88,6 +101,9 @@ static int32_t expected_inputs(int32_t kernel)
     switch (kernel) {
     case EP_KERNEL_ADD:
     case EP_KERNEL_MUL:
+    case EP_KERNEL_SUB:
+    case EP_KERNEL_MAXIMUM:
+    case EP_KERNEL_MINIMUM:
         return 2;
     case EP_KERNEL_CONCATENATION:
         return -1; /* any */
@@ -167,6 +183,21 @@ ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, 
             break;
         case EP_KERNEL_MUL:
             st = ep_mul_s8((const ep_mul_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_SUB:
+            st = ep_sub_s8((const ep_sub_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_MAXIMUM:
+            st = ep_maximum_s8((const ep_minmax_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_MINIMUM:
+            st = ep_minimum_s8((const ep_minmax_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_RELU:
+            st = ep_relu_s8((const ep_relu_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_LEAKY_RELU:
+            st = ep_leaky_relu_s8((const ep_leaky_relu_params *)op->params, in[0], out);
             break;
         case EP_KERNEL_SOFTMAX:
             st = ep_softmax_s8((const ep_softmax_params *)op->params, in[0], out);
