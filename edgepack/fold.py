@@ -798,12 +798,25 @@ def _fold_in_pool(model: Model, jobs: list, clusters, max_error_db, workers: int
             given = pool.submit(_tflm_first_outputs, serialize_model(model), batches)
         order = sorted(range(len(jobs)), key=lambda n: -int(np.asarray(jobs[n][1].data).size))
         pending = {pool.submit(_fold_job, n, clusters, max_error_db): n for n in order}
-        folds = {}
-        for done, future in enumerate(concurrent.futures.as_completed(pending)):
-            op, t = jobs[pending[future]]
+        folds, errors, done = {}, {}, 0
+        for future in concurrent.futures.as_completed(pending):
+            n = pending[future]
+            if future.cancelled():
+                continue
+            if future.exception() is not None:
+                # the error one process would raise: the first in tensor order
+                errors[n] = future.exception()
+                for other, m in pending.items():
+                    if m > n:
+                        other.cancel()
+                continue
+            op, t = jobs[n]
             folds[t.index] = future.result()
+            done += 1
             if progress is not None:
-                progress(done + 1, len(jobs), t.name)
+                progress(done, len(jobs), t.name)
+        if errors:
+            raise errors[min(errors)]
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         _POOL_JOBS = []
