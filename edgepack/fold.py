@@ -714,17 +714,20 @@ def fold_model(model: Model, clusters: int | str = "auto", max_error_db: float |
         first.setdefault(t.index, (op, t))
     jobs = list(first.values())
     workers = _pool_workers(workers, jobs)
-    if workers > 1:
+    copies: list[Model] = []
+    if workers > 1:  # this process copies the model while the workers fold
         folds, pool_agreement = _fold_in_pool(model, jobs, clusters, max_error_db, workers,
-                                              progress, check_agreement, calibration)
+                                              progress, check_agreement, calibration,
+                                              lambda: copies.append(copy.deepcopy(model)))
     else:
         folds, pool_agreement = {}, None
         for n, (op, t) in enumerate(jobs):
             if progress is not None:
                 progress(n, len(jobs), t.name)
             folds[t.index] = _fold_tensor(op, t, clusters, max_error_db)
+        copies.append(copy.deepcopy(model))
 
-    folded_model = copy.deepcopy(model)
+    folded_model = copies[0]
     results: list[FoldedTensor] = []
     biases_done: set[int] = set()
     applied: set[int] = set()
@@ -770,6 +773,7 @@ def _pool_workers(workers: int | None, jobs: list) -> int:
 
 
 _POOL_JOBS: list = []  # the (op, tensor) pairs of the running pool: forked workers inherit them
+_POOL_MODEL: list = []  # and the model as given
 
 
 def _fold_job(n: int, clusters, max_error_db) -> FoldedTensor:
@@ -777,27 +781,34 @@ def _fold_job(n: int, clusters, max_error_db) -> FoldedTensor:
     return _fold_tensor(op, t, clusters, max_error_db)
 
 
+def _given_outputs_job(batches: list[np.ndarray]) -> np.ndarray:
+    return _tflm_first_outputs(serialize_model(_POOL_MODEL[0]), batches)
+
+
 def _fold_in_pool(model: Model, jobs: list, clusters, max_error_db, workers: int,
-                  progress: Progress | None, check_agreement: bool, calibration):
+                  progress: Progress | None, check_agreement: bool, calibration,
+                  meanwhile: Callable[[], None]):
     """Fold `jobs` in `workers` forked processes, largest tensors first (the pool finishes
     together); each tensor's fold is the same computation as in one process, so the result
     is identical. The TFLM pass of the model as given does not depend on the fold: it runs
     in the pool meanwhile. Returns the folds by tensor index and, with `check_agreement`, a
-    function of the folded model's bytes that finishes the agreement check."""
+    function of the folded model's bytes that finishes the agreement check. `meanwhile` runs
+    in this process once the work is handed out."""
     import concurrent.futures
     import multiprocessing
 
-    global _POOL_JOBS
-    _POOL_JOBS = jobs  # set before the first submit: the workers fork then
+    global _POOL_JOBS, _POOL_MODEL
+    _POOL_JOBS, _POOL_MODEL = jobs, [model]  # set before the first submit: the workers fork then
     pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork"))
     try:
         given = batches = source = None
         if check_agreement:
             batches, source = _agreement_inputs(model, calibration)
-            given = pool.submit(_tflm_first_outputs, serialize_model(model), batches)
+            given = pool.submit(_given_outputs_job, batches)
         order = sorted(range(len(jobs)), key=lambda n: -int(np.asarray(jobs[n][1].data).size))
         pending = {pool.submit(_fold_job, n, clusters, max_error_db): n for n in order}
+        meanwhile()
         folds, errors, done = {}, {}, 0
         for future in concurrent.futures.as_completed(pending):
             n = pending[future]
@@ -819,9 +830,9 @@ def _fold_in_pool(model: Model, jobs: list, clusters, max_error_db, workers: int
             raise errors[min(errors)]
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        _POOL_JOBS = []
         raise
-    _POOL_JOBS = []
+    finally:
+        _POOL_JOBS, _POOL_MODEL = [], []
     if not check_agreement:
         pool.shutdown()
         return folds, None
