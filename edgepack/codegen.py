@@ -184,7 +184,9 @@ class PlanStep:
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
                        "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "ADD", "MUL",
-                       "PAD", "LOGISTIC", "TANH", "HARD_SWISH", "CONCATENATION", "QUANTIZE")
+                       "PAD", "LOGISTIC", "TANH", "HARD_SWISH", "CONCATENATION", "QUANTIZE", "SUB",
+                       "RELU", "RELU6", "LEAKY_RELU", "MAXIMUM", "MINIMUM")
+BINARY_OPERATORS = ("ADD", "MUL", "SUB", "MAXIMUM", "MINIMUM")  # two data inputs, broadcasting
 MAX_OP_INPUTS = 16  # EP_MAX_OP_INPUTS in edgepack.h
 TFLM_MAX_CONCATENATION_INPUTS = 10  # kMaxInputNum in TFLM's concatenation.cc
 
@@ -351,7 +353,8 @@ def _check_reshape(model: Model, op: Operator) -> str | None:
 _OP_CHECKS = {
     "CONV_2D": _check_weighted, "DEPTHWISE_CONV_2D": _check_weighted,
     "FULLY_CONNECTED": _check_weighted, "MAX_POOL_2D": _check_pool, "AVERAGE_POOL_2D": _check_pool,
-    "MEAN": _check_mean, "ADD": _check_binary, "MUL": _check_binary,
+    "MEAN": _check_mean, "ADD": _check_binary, "MUL": _check_binary, "SUB": _check_binary,
+    "MAXIMUM": _check_binary, "MINIMUM": _check_binary,
     "SOFTMAX": _check_fixed_output(1 / 256, -128), "LOGISTIC": _check_fixed_output(1 / 256, -128),
     "TANH": _check_fixed_output(1 / 128, 0), "HARD_SWISH": _check_hard_swish, "PAD": _check_pad,
     "CONCATENATION": _check_concatenation, "RESHAPE": _check_reshape, "SQUEEZE": _check_reshape,
@@ -361,6 +364,9 @@ _OP_CHECKS = {
 def unsupported_reason(model: Model, op: Operator) -> str | None:
     """Why edgepack's runtime cannot run `op`, or None when it can: every option a lowering
     would otherwise have to guess about is checked here, before anything is folded or written."""
+    if op.opcode == "RELU_N1_TO_1":
+        return ("TFLM, which computes the golden outputs the build checks against, has no "
+                "RELU_N1_TO_1 kernel (clamp with MINIMUM and MAXIMUM instead)")
     if op.opcode not in SUPPORTED_OPERATORS:
         return f"edgepack's runtime has no {op.opcode} kernel"
     if len(op.outputs) != 1:
@@ -372,7 +378,7 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
             t = model.tensors[idx]
             return f"tensor '{t.name}' has rank {len(t.shape)}, the runtime handles up to 4"
     # The tensors the kernel computes on; weights, axes and paddings are the op checks' part.
-    n_data = len(op.inputs) if op.opcode == "CONCATENATION" else 2 if op.opcode in ("ADD", "MUL") else 1
+    n_data = len(op.inputs) if op.opcode == "CONCATENATION" else 2 if op.opcode in BINARY_OPERATORS else 1
     for idx in op.inputs[:n_data] + op.outputs:
         t = model.tensors[idx]
         if t.is_constant:
@@ -584,6 +590,39 @@ class _Lowering:
             "input2_multiplier": p["input2_multiplier"], "input2_shift": p["input2_shift"],
             "output_multiplier": p["output_multiplier"], "output_shift": p["output_shift"],
             "act_min": lo, "act_max": hi}))
+
+    def lower_sub(self, op: Operator) -> PlanStep:
+        # TFLM's int8 SUB prepares exactly as ADD does; only the kernel subtracts.
+        step = self.lower_add(op)
+        step.kernel, step.params_type = "EP_KERNEL_SUB", "ep_sub_params"
+        return step
+
+    def _minmax(self, op: Operator, kernel: str) -> PlanStep:
+        a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
+        return self.constant_operands(self._step(op, kernel, "ep_minmax_params", op.inputs[:2], {
+            "input1": _shape_init(a.shape), "input2": _shape_init(b.shape),
+            "output": _shape_init(out.shape)}))
+
+    def lower_maximum(self, op: Operator) -> PlanStep:
+        return self._minmax(op, "EP_KERNEL_MAXIMUM")
+
+    def lower_minimum(self, op: Operator) -> PlanStep:
+        return self._minmax(op, "EP_KERNEL_MINIMUM")
+
+    def lower_relu(self, op: Operator) -> PlanStep:
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        p = quant.relu_params(op.opcode, _scale(inp), _scale(out), _zp(inp), _zp(out))
+        mode = C("EP_RELU_CLAMP" if p.pop("mode") else "EP_RELU_REQUANTIZE")
+        return self._step(op, "EP_KERNEL_RELU", "ep_relu_params", [op.inputs[0]],
+                          {"size": inp.size, "mode": mode, **p})
+
+    lower_relu6 = lower_relu
+
+    def lower_leaky_relu(self, op: Operator) -> PlanStep:
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        p = quant.leaky_relu_params(float(op.options.get("alpha", 0.0)), _scale(inp), _scale(out))
+        return self._step(op, "EP_KERNEL_LEAKY_RELU", "ep_leaky_relu_params", [op.inputs[0]], {
+            "size": inp.size, "input_zero_point": _zp(inp), "output_zero_point": _zp(out), **p})
 
     def lower_mul(self, op: Operator) -> PlanStep:
         a, b, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])

@@ -8,9 +8,11 @@ Multi-operator int8 models are built here with the flatbuffers builder (tests/op
 * a gating model: CONV RELU -> TANH, LOGISTIC -> MEAN (keep_dims) -> MUL (broadcast) ->
   CONCATENATION (channels, then height) -> QUANTIZE -> MAX_POOL -> MEAN (no keep_dims) -> FC
   RELU_N1_TO_1
+* an elementwise model: CONV -> MEAN (keep_dims) -> SUB (broadcast) -> LEAKY_RELU -> MAXIMUM
+  (constant operand) -> RELU (requantizing) -> RELU6 -> MINIMUM (rank-1 constant) -> MEAN -> FC
 Each is built with `edgepack build --board host` and run with `edgepack run --sim host
 --sanitize` (ASan/UBSan), dense and folded (`--clusters 8`, and `--clusters 5` for 3-bit
-palette indices); the gating model also for mps3-an547 under QEMU. The firmware compares with
+palette indices); the gating and elementwise models also for mps3-an547 under QEMU. The firmware compares with
 the golden outputs TFLM computed at build time.
 """
 
@@ -144,6 +146,31 @@ class Graph:
         o.fusedActivationFunction = act
         return self._op(OP.ADD, [a, b], out, "AddOptions", o, 2)
 
+    def sub(self, a, b, act=ACT.NONE) -> str:
+        s = f32(np.hypot(self.scale(a), self.scale(b)) * self.rng.uniform(0.9, 1.3))
+        out = self.act(list(np.broadcast_shapes(tuple(self.shape(a)), tuple(self.shape(b)))), s)
+        o = tfl.SubOptionsT()
+        o.fusedActivationFunction = act
+        return self._op(OP.SUB, [a, b], out, "SubOptions", o, 2)
+
+    def minmax(self, kind: str, a, b) -> str:
+        """MAXIMUM / MINIMUM: the output takes a's quantization (converters give all three one)."""
+        shape = list(np.broadcast_shapes(tuple(self.shape(a)), tuple(self.shape(b))))
+        code = OP.MAXIMUM if kind == "maximum" else OP.MINIMUM
+        return self._op(code, [a, b], self.like(a, shape), version=2)
+
+    def relu(self, x, kind: str = "RELU", same: bool = False, s_out=None, zp_out=None) -> str:
+        """Standalone RELU / RELU6; `same` keeps x's quantization (what TFLM's RELU6 assumes)."""
+        s_out = s_out or self.scale(x) * self.rng.uniform(0.5, 1.5)
+        out = self.like(x) if same else self.act(self.shape(x), s_out, zp_out)
+        return self._op(getattr(OP, kind), [x], out, version=2)
+
+    def leaky_relu(self, x, alpha: float) -> str:
+        o = tfl.LeakyReluOptionsT()
+        o.alpha = alpha
+        out = self.act(self.shape(x), self.scale(x) * self.rng.uniform(0.6, 1.2))
+        return self._op(OP.LEAKY_RELU, [x], out, "LeakyReluOptions", o, 2)
+
     def mul(self, a, b, s_out=None, zp_out=None, act=ACT.NONE) -> str:
         s = s_out or f32(self.scale(a) * self.scale(b) * 40 * self.rng.uniform(0.8, 1.5))
         shape = list(np.broadcast_shapes(tuple(self.shape(a)), tuple(self.shape(b))))
@@ -254,12 +281,31 @@ def gating_model(seed: int = SEED + 1) -> bytes:
     return g.model([x], [g.fully_connected(mean, 5, act=ACT.RELU_N1_TO_1)])
 
 
-MODELS = {"mobilenet_block": mobilenet_block, "gating": gating_model}
+def elementwise_model(seed: int = SEED + 2) -> bytes:
+    g = Graph(seed)
+    x = g.act([1, 6, 6, 4], 1 / 128)  # keeps the activations within a few units, where RELU6 bites
+    c = g.conv(x, 6, 3)
+    centred = g.sub(c, g.mean(c, keep_dims=True, s_out=g.scale(c)))  # broadcast [1,1,1,6]
+    lr = g.leaky_relu(centred, 0.2)
+    t = g.tensors[lr]
+    floor = g.const(g.rng.integers(-60, 20, size=(1, 1, 1, 6)), np.int8, t.s, t.zp)
+    # RELU into 6/60 a step: RELU6 keeps 60 levels and clips the largest values
+    r = g.relu(g.minmax("maximum", lr, floor), s_out=6 / 60, zp_out=-20)
+    r6 = g.relu(r, "RELU6", same=True)
+    t = g.tensors[r6]
+    ceiling = g.const(g.rng.integers(0, 100, size=(6,)), np.int8, t.s, t.zp)
+    mn = g.minmax("minimum", r6, ceiling)
+    return g.model([x], [g.fully_connected(g.mean(mn, keep_dims=False), 5)])
+
+
+MODELS = {"mobilenet_block": mobilenet_block, "gating": gating_model, "elementwise": elementwise_model}
 OPERATORS = {"mobilenet_block": ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD", "HARD_SWISH",
                                  "PAD", "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED",
                                  "SOFTMAX"],
              "gating": ["CONV_2D", "TANH", "LOGISTIC", "MEAN", "MUL", "CONCATENATION",
-                        "CONCATENATION", "QUANTIZE", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"]}
+                        "CONCATENATION", "QUANTIZE", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"],
+             "elementwise": ["CONV_2D", "MEAN", "SUB", "LEAKY_RELU", "MAXIMUM", "RELU", "RELU6",
+                             "MINIMUM", "MEAN", "FULLY_CONNECTED"]}
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +360,7 @@ def assert_palettes(forms: list[str], clusters: int, odd_bits: int) -> None:
 # (model, --clusters): dense, 3-bit and 5-bit palettes for the block; the gating model dense
 # here and 3-bit under QEMU below (two cores in CI: each host run builds with ASan, ~20 s).
 HOST_RUNS = [("mobilenet_block", "auto"), ("mobilenet_block", "8"), ("mobilenet_block", "20"),
-             ("gating", "auto")]
+             ("gating", "auto"), ("elementwise", "auto")]
 
 
 @HOST
@@ -337,15 +383,16 @@ def test_every_operator_runs_bit_exactly_on_the_host_under_sanitizers(models, na
 
 
 @ARM
-def test_gating_model_runs_bit_exactly_on_mps3_an547_under_qemu(models, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["gating", "elementwise"])
+def test_model_runs_bit_exactly_on_mps3_an547_under_qemu(models, name, tmp_path, capsys):
     project = tmp_path / "fw"
-    info = build_cli(models["gating"], project, capsys, "--board", "mps3-an547", "--clusters", "5")
+    info = build_cli(models[name], project, capsys, "--board", "mps3-an547", "--clusters", "5")
     assert_palettes([layer["weights_form"] for layer in info["layers"] if layer["weights_form"]], 5, 3)
     run = run_cli(project, capsys, "--sim", "qemu")
     (result,) = run["runs"]
     assert result["sim"] == "qemu"
     assert result["result_line"].startswith("EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes")
-    assert [layer["opcode"] for layer in result["layers"]] == OPERATORS["gating"]
+    assert [layer["opcode"] for layer in result["layers"]] == OPERATORS[name]
 
 
 # --- what the lowering refuses: one line naming the operator, its index and the reason ----------
@@ -437,7 +484,11 @@ def _refused_int16_activations(g):
 
 def _refused_unknown_operator(g):
     x = g.quantize(g.act([1, 8]))
-    return g._op(OP.SUB, [x, x], g.act([1, 8]), "SubOptions", tfl.SubOptionsT(), 2)
+    return g._op(OP.SQUARED_DIFFERENCE, [x, x], g.act([1, 8]))
+
+
+def _refused_relu_n1_to_1(g):
+    return g.relu(g.quantize(g.act([1, 8])), "RELU_N1_TO_1")
 
 
 REFUSED = {
@@ -455,7 +506,9 @@ REFUSED = {
     "hard_swish_scale": (_refused_hard_swish_scale, "operator 1 (HARD_SWISH): output scale"),
     "concat_quantization": (_refused_concat_quantization, "operator 2 (CONCATENATION): input 'x"),
     "int16_activations": (_refused_int16_activations, "int16 activations at operator 1 (QUANTIZE"),
-    "unknown_operator": (_refused_unknown_operator, "operator 1 (SUB): edgepack's runtime has no SUB kernel"),
+    "unknown_operator": (_refused_unknown_operator,
+                         "operator 1 (SQUARED_DIFFERENCE): edgepack's runtime has no SQUARED_DIFFERENCE kernel"),
+    "relu_n1_to_1": (_refused_relu_n1_to_1, "operator 1 (RELU_N1_TO_1): TFLM, which computes the golden"),
 }
 
 
@@ -514,7 +567,20 @@ def _random_operator(g: Graph, rng, kind: str, i: int) -> tuple[list[str], str]:
             s2[axis] = int(rng.integers(1, 5))
             xs.append(g.like(first, s2))
         return xs, g.concatenation(xs, axis)
-    if kind in ("add", "mul"):
+    if kind in ("relu", "relu6"):
+        x = inp(_random_shape(rng, hi=9))
+        return [x], g.relu(x, kind.upper(), same=kind == "relu6" and bool(rng.integers(0, 2)))
+    if kind == "leaky_relu":
+        x = inp(_random_shape(rng, hi=9))
+        return [x], g.leaky_relu(x, f32(rng.choice([0.01, 0.2, rng.uniform(-1, 1.5)])))
+    if kind in ("maximum", "minimum"):
+        out = _random_shape(rng, rank=int(rng.integers(1, 5)))
+        a = [d if rng.integers(0, 3) else 1 for d in out]
+        b = [d if rng.integers(0, 3) else 1 for d in out][len(out) - int(rng.integers(1, len(out) + 1)):]
+        xa = inp(a)
+        xb = g.like(xa, b)
+        return [xa, xb], g.minmax(kind, xa, xb)
+    if kind in ("add", "mul", "sub"):
         out = _random_shape(rng, rank=int(rng.integers(1, 5)))
         a = [d if rng.integers(0, 3) else 1 for d in out]
         b = [d if rng.integers(0, 3) else 1 for d in out][len(out) - int(rng.integers(1, len(out) + 1)):]
@@ -548,7 +614,8 @@ def _random_operator(g: Graph, rng, kind: str, i: int) -> tuple[list[str], str]:
 
 
 KINDS = ["tanh", "logistic", "hard_swish", "quantize", "softmax", "mean", "concatenation", "add",
-         "mul", "pad", "max_pool", "avg_pool", "conv", "depthwise", "fully_connected"]
+         "mul", "pad", "max_pool", "avg_pool", "conv", "depthwise", "fully_connected", "sub", "relu",
+         "relu6", "leaky_relu", "maximum", "minimum"]
 PER_KIND = 16
 
 
