@@ -414,7 +414,7 @@ def _best_ratios(vals: np.ndarray, steps: np.ndarray, ref: np.ndarray, ref_tol: 
         valid = rho > 0  # same sign; NaN padding is never valid
         rho = np.where(valid, rho, 1.0)
         x = v[:, None, :] / rho[:, :, None]
-        j = _nearest(ref, np.nan_to_num(x, nan=0.0))
+        j = _nearest(ref, x)  # NaN padding gets some index, and never a hit (NaN compares false)
         near = np.abs(x - ref[j])
         tol = (0.5 * st[:, None, None] / rho[:, :, None] + ref_tol[j]) * 1.001
         hit = (near <= tol) & valid[:, :, None]
@@ -461,7 +461,11 @@ def recover_gains(w: np.ndarray, scales: np.ndarray, max_values: int | None = No
     channels are aligned to it all at once. None when the channels are not clustered (a
     channel has more than CLUSTERED_MAX_VALUES values, or the aligned values outnumber
     `max_values`: a cheap way out for dense layers)."""
-    sets = [np.unique(row[row != 0]) for row in w]
+    ordered = np.sort(w, axis=1)  # each row's distinct non-zero values, as np.unique gives them
+    first_of_run = np.ones(ordered.shape, bool)
+    first_of_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    keep = first_of_run & (ordered != 0)
+    sets = [row[k] for row, k in zip(ordered, keep)]
     sizes = np.array([v.size for v in sets])
     if sizes.max(initial=0) == 0 or sizes.max() > CLUSTERED_MAX_VALUES:
         return None
