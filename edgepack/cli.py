@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -180,7 +181,7 @@ def _cmd_fold(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    err_console = Console(stderr=True)
+    err_console = _fork_safe(Console(stderr=True))
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("folding", total=None)
 
@@ -255,13 +256,23 @@ def _cmd_report(args) -> int:
 
 # --- build / run / flash -------------------------------------------------------------------
 
+def _fork_safe(console):
+    """Hold `console`'s lock across fork(): fold forks worker processes while rich's refresh
+    thread may be writing, and a child that inherits the lock (or stderr's) mid-write would
+    deadlock when it flushes at exit. Rich writes only under this lock."""
+    lock = console._lock
+    os.register_at_fork(before=lock.acquire, after_in_parent=lock.release,
+                        after_in_child=lock.release)
+    return console
+
+
 class _StderrProgress:
     """A rich status line on stderr for the long steps (silent when stderr is not a terminal)."""
 
     def __init__(self):
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = _fork_safe(Console(stderr=True))
         self.status = None
 
     def __call__(self, step: str) -> None:
