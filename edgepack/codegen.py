@@ -471,53 +471,45 @@ class _Lowering:
     def _step(self, op, kernel, ptype, inputs, params=None) -> PlanStep:
         return PlanStep(op.index, op.opcode, kernel, ptype, params or {}, inputs, op.outputs[0])
 
-    def lower_conv_2d(self, op: Operator) -> PlanStep:
+    def _window_params(self, op: Operator, step: PlanStep, out_channels: int, weight_rows: int,
+                       extra: dict) -> dict:
+        """What CONV_2D and DEPTHWISE_CONV_2D share: shapes, stride, dilation, SAME padding,
+        offsets, the activation range, and the requantization, weight and bias arrays."""
         inp, w, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
         o = op.options
-        n, ih, iw, ic = _shape4(inp.shape)
-        oc, kh, kw, wc = w.shape
+        _, ih, iw, _ = _shape4(inp.shape)
+        _, kh, kw, _ = w.shape
         _, oh, ow, _ = _shape4(out.shape)
         sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
         dh, dw = _dilation(o)
         same = o.get("padding") == "SAME"
-        step = self._step(op, "EP_KERNEL_CONV2D", "ep_conv2d_params", [op.inputs[0]])
         lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
-        step.params = {
+        return {
             "input": _shape_init(inp.shape), "filter": _shape_init(w.shape),
-            "output": _shape_init(out.shape), "stride_h": sh, "stride_w": sw,
+            "output": _shape_init(out.shape), **extra, "stride_h": sh, "stride_w": sw,
             "dilation_h": dh, "dilation_w": dw,
             "pad_top": _same_padding(ih, oh, sh, kh, dh) if same else 0,
             "pad_left": _same_padding(iw, ow, sw, kw, dw) if same else 0,
             "input_offset": -_zp(inp), "output_offset": _zp(out), "act_min": lo, "act_max": hi,
-            "requant": self.requant(op, inp, w, out, oc),
-            "weights": self.weights(op, w, oc, step),
-            "bias": self.bias(op, oc)}
+            "requant": self.requant(op, inp, w, out, out_channels),
+            "weights": self.weights(op, w, weight_rows, step),
+            "bias": self.bias(op, out_channels)}
+
+    def lower_conv_2d(self, op: Operator) -> PlanStep:
+        oc, kh, kw, wc = self.t(op.inputs[1]).shape
+        step = self._step(op, "EP_KERNEL_CONV2D", "ep_conv2d_params", [op.inputs[0]])
+        step.params = self._window_params(op, step, oc, oc, {})
         step.scratch_bytes = conv2d_scratch_bytes(kh * kw * wc,
                                                   step.weights_form.startswith("palette"))
         return step
 
     def lower_depthwise_conv_2d(self, op: Operator) -> PlanStep:
-        inp, w, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
-        o = op.options
-        n, ih, iw, ic = _shape4(inp.shape)
-        _, kh, kw, oc = w.shape
-        _, oh, ow, _ = _shape4(out.shape)
-        sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
-        dh, dw = _dilation(o)
-        same = o.get("padding") == "SAME"
+        ic = _shape4(self.t(op.inputs[0]).shape)[3]
+        oc = self.t(op.inputs[1]).shape[3]
         step = self._step(op, "EP_KERNEL_DEPTHWISE_CONV2D", "ep_depthwise_conv2d_params",
                           [op.inputs[0]])
-        lo, hi = activation_range(op.fused_activation, _scale(out), _zp(out))
-        step.params = {
-            "input": _shape_init(inp.shape), "filter": _shape_init(w.shape),
-            "output": _shape_init(out.shape), "depth_multiplier": oc // ic,
-            "stride_h": sh, "stride_w": sw, "dilation_h": dh, "dilation_w": dw,
-            "pad_top": _same_padding(ih, oh, sh, kh, dh) if same else 0,
-            "pad_left": _same_padding(iw, ow, sw, kw, dw) if same else 0,
-            "input_offset": -_zp(inp), "output_offset": _zp(out), "act_min": lo, "act_max": hi,
-            "requant": self.requant(op, inp, w, out, oc),
-            "weights": self.weights(op, w, 1, step),
-            "bias": self.bias(op, oc)}
+        # depthwise weights [1, KH, KW, C*M] are one packed row
+        step.params = self._window_params(op, step, oc, 1, {"depth_multiplier": oc // ic})
         step.scratch_bytes = depthwise_conv2d_scratch_bytes(step.weights_form.startswith("palette"))
         return step
 
