@@ -1,8 +1,6 @@
 /* edgepack runtime: AVERAGE_POOL_2D, int8 (and the pooling argument check shared with MAX_POOL_2D). */
 #include "ep_internal.h"
 
-ep_status ep_pool_check(const ep_pool_params *p);
-
 ep_status ep_pool_check(const ep_pool_params *p)
 {
     if (p == NULL) return EP_ERR_ARG;

@@ -175,6 +175,11 @@ int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x
 int32_t ep_dot_palette_lut(const uint8_t *row, int32_t bits, const int32_t *lut, const int16_t *x, int32_t n);
 int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pair, const int16_t *x, int32_t n);
 
+/* Parameter checks shared by the kernels of one family (defined in ep_avg_pool2d_s8.c and
+ * ep_logistic_s8.c). */
+ep_status ep_pool_check(const ep_pool_params *p);
+ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output);
+
 /* Requantize an accumulator of output channel oc and clamp. */
 static inline int8_t ep_requant_out(int32_t acc, const ep_requant *q, int32_t oc, int32_t out_offset, int32_t lo,
                                     int32_t hi)

@@ -1,8 +1,6 @@
 /* edgepack runtime: LOGISTIC, int8 (TFLM integer path: input in Q4.27, gemmlowp logistic). */
 #include "ep_internal.h"
 
-ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output);
-
 ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output)
 {
     if (p == NULL || input == NULL || output == NULL) return EP_ERR_ARG;

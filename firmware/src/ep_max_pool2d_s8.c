@@ -1,8 +1,6 @@
 /* edgepack runtime: MAX_POOL_2D, int8. */
 #include "ep_internal.h"
 
-ep_status ep_pool_check(const ep_pool_params *p);
-
 ep_status ep_max_pool2d_s8(const ep_pool_params *p, const int8_t *input, int8_t *output)
 {
     int32_t b, oy, ox, c, ky, kx;

@@ -1,8 +1,6 @@
 /* edgepack runtime: TANH, int8 (TFLM integer path: input in Q4.27, gemmlowp tanh). */
 #include "ep_internal.h"
 
-ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output);
-
 ep_status ep_tanh_s8(const ep_sigmoid_params *p, const int8_t *input, int8_t *output)
 {
     enum { kInputIntegerBits = 4, kOutputScale = 7 };
