@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgepack import fold as fold_stage  # noqa: E402
+import edgepack.fold.model as fold_stage  # noqa: E402
 from edgepack.fold import cluster_1d, fold_model, fold_weights  # noqa: E402
 from edgepack.tflite import read_model  # noqa: E402
 

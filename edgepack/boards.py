@@ -288,12 +288,6 @@ def load_board(name_or_path: str | Path, directory: Path = BOARDS_DIR) -> BoardS
 
 # --- presentation (`edgepack boards`) --------------------------------------------------------
 
-def _human(size: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale and size % (scale // 16) == 0:
-            return f"{size / scale:g} {unit}"
-    return f"{size} B"
-
 
 def board_info(board: BoardSpec) -> dict:
     """A board as JSON-ready data (the `edgepack boards --json` entry)."""
@@ -315,33 +309,3 @@ def board_info(board: BoardSpec) -> dict:
     }
 
 
-def render_boards(boards: list[BoardSpec], console) -> None:
-    """One block per board: name and description, then labelled rows (CPU, NPU, simulators,
-    one line per memory region). Blocks read the same at 80 columns as at 200, where a
-    five-column table would crop or break Vela's long config names."""
-    from rich.table import Table
-
-    for i, b in enumerate(boards):
-        if i:
-            console.print()
-        default = " (default)" if b.name == DEFAULT_BOARD else ""
-        console.print(f"[bold]{b.name}[/bold]{default}: {b.description}", highlight=False)
-        rows = Table.grid(padding=(0, 2))
-        rows.add_column(style="bold", no_wrap=True)
-        rows.add_column(overflow="fold")
-        rows.add_row("  CPU", f"{b.cpu.core}, {b.cpu.toolchain}")
-        npu = "none"
-        if b.npu is not None:
-            npu = f"{b.npu.accelerator} ({b.npu.system_config}, {b.npu.memory_mode}"
-            npu += f", cache {_human(b.npu.arena_cache_size)})" if b.npu.arena_cache_size else ")"
-        rows.add_row("  NPU", npu)
-        sims = [s for s in (b.sim.qemu_machine and f"QEMU {b.sim.qemu_machine}",
-                            b.sim.fvp, b.sim.host and "host") if s]
-        rows.add_row("  simulate", ", ".join(sims) or "-")
-        regions = Table.grid(padding=(0, 2))
-        for justify in ("left", "left", "right", "left"):
-            regions.add_column(justify=justify, overflow="fold")
-        for r in b.memory:
-            regions.add_row(r.name, f"{r.address:#010x}", _human(r.size), ", ".join(r.holds))
-        rows.add_row("  memory", regions)
-        console.print(rows)

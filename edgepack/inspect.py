@@ -51,7 +51,7 @@ def channel_axis(op: Operator, t: Tensor) -> int:
     return min(WEIGHT_OPERATORS.get(op.opcode, 0), max(len(t.shape) - 1, 0))
 
 
-def _count_groups(values: np.ndarray, window: float) -> int:
+def count_groups(values: np.ndarray, window: float) -> int:
     """Distinct values up to rounding: greedy groups of sorted values, each spanning at most
     `window` (one quantization step). Dense weights give about one group per step, clustered
     weights one group per cluster."""
@@ -73,11 +73,11 @@ def shared_codebook_size(q: np.ndarray, scales: np.ndarray) -> tuple[int, str]:
     # two values of one cluster differ by at most one step of the coarser channel
     real = q * scales[:, None].astype(np.float64)
     steps = np.broadcast_to(scales[:, None].astype(np.float64), q.shape)
-    layer = _count_groups(real, float(np.percentile(steps, 95)))
+    layer = count_groups(real, float(np.percentile(steps, 95)))
     peak = np.abs(q).max(axis=1, keepdims=True).astype(np.float64)
     peak[peak == 0] = 1.0
     norm = q / peak
-    gain = _count_groups(norm, float(np.percentile(np.broadcast_to(1.0 / peak, q.shape), 95)))
+    gain = count_groups(norm, float(np.percentile(np.broadcast_to(1.0 / peak, q.shape), 95)))
     return (layer, "layer-wide scale") if layer <= gain else (gain, "per-channel gain")
 
 
@@ -140,35 +140,3 @@ def inspect_model(model: Model) -> dict:
     }
 
 
-def render_text(info: dict, console) -> None:
-    """People's view: the operator list, then one table of weight tensors with verdicts."""
-    from rich.table import Table
-
-    console.print(f"[bold]{info['model']}[/]  sha256 {info['sha256'][:16]}…  "
-                  f"{len(info['operators'])} operators, {info['total_weights']:,} weights")
-    ops = Table(title="Operators", title_justify="left", show_edge=False)
-    for col in ("#", "operator", "output shape", "activation"):
-        ops.add_column(col)
-    for op in info["operators"]:
-        ops.add_row(str(op["index"]), op["op_type"], str(op["output_shape"]), op["activation"])
-    console.print(ops)
-    if not info["weights"]:
-        console.print("no weight tensors")
-        return
-    wt = Table(title="Weight tensors (int8 = distinct values; shared = values a layer-shared "
-                     "codebook needs)", title_justify="left", show_edge=False)
-    for col in ("op", "type", "shape", "quant", "int8", "max/ch", "shared", "zeros", "0-ch"):
-        wt.add_column(col, justify="left" if col in ("type", "shape", "quant") else "right",
-                      no_wrap=True)
-    short = {"DEPTHWISE_CONV_2D": "DW_CONV", "FULLY_CONNECTED": "FC"}
-    for w in info["weights"]:
-        wt.add_row(str(w["operator"]), short.get(w["op_type"], w["op_type"]),
-                   "x".join(map(str, w["shape"])),
-                   "channel" if w["granularity"].startswith("per-channel") else "tensor",
-                   str(w["distinct_int8"]), str(w["max_distinct_per_channel"]),
-                   str(w["distinct_shared"]), f"{100 * w['zero_fraction']:.1f}%",
-                   str(len(w["zero_channels"])))
-    console.print(wt)
-    colour = {"palette-ready": "green", "clustered-per-channel": "yellow", "dense": "white"}
-    for w in info["weights"]:
-        console.print(f"  op {w['operator']}: [{colour[w['verdict']]}]{w['summary']}[/]")

@@ -421,7 +421,7 @@ def human_bytes(n) -> str:
     return f"{n / (1024 * 1024):,.1f} MiB"
 
 
-def _pct(a, b) -> str:
+def percent(a, b) -> str:
     return "–" if a is None or not b else f"{100 * a / b:.0f} %"
 
 
@@ -467,7 +467,7 @@ def _layer_bars(report: Report, width: float) -> list[dict]:
     return [{"label": f"#{r.index} {r.op_type}", "dense_w": round(width * r.dense_bytes / top, 1),
              "packed_w": round(max(width * r.packed_bytes / top, 1.5), 1),
              "dense": human_bytes(r.dense_bytes), "packed": human_bytes(r.packed_bytes),
-             "pct": _pct(r.packed_bytes, r.dense_bytes)} for r in w]
+             "pct": percent(r.packed_bytes, r.dense_bytes)} for r in w]
 
 
 def render_html(report: Report) -> str:
@@ -506,52 +506,10 @@ def render_html(report: Report) -> str:
     return env.get_template("report.html.j2").render(runs=runs,
         r=report, counts=report.layer_counts, min_sqnr=report.min_sqnr_db,
         regions=_region_bars(report, 520), weight_bars=weight_bars, cycle_bars=cycle_bars,
-        layer_bars=_layer_bars(report, 300), pct=_pct,
-        packed_ratio=_pct(wb.packed, wb.dense_int8),
-        vela_ratio=_pct(wb.vela_folded, wb.vela_dense),
-        cycle_ratio=(_pct(report.npu_cycles["after"], report.npu_cycles["before"])
+        layer_bars=_layer_bars(report, 300), pct=percent,
+        packed_ratio=percent(wb.packed, wb.dense_int8),
+        vela_ratio=percent(wb.vela_folded, wb.vela_dense),
+        cycle_ratio=(percent(report.npu_cycles["after"], report.npu_cycles["before"])
                      if report.npu_cycles else "–"))
 
 
-def print_summary(report, console) -> None:
-    """A short table for the terminal at the end of a build."""
-    from rich.table import Table
-
-    report = as_report(report)
-    wb = report.weights
-    t = Table(title=f"edgepack report: {report.model['name']} on {report.board['name']}",
-              show_header=True, header_style="bold")
-    t.add_column("")
-    t.add_column("value", justify="right")
-    t.add_column("", style="dim")
-    verdict = "[green]fits[/green]" if report.fits else "[red]does not fit[/red]"
-    t.add_row("board", verdict, report.board["npu"] or report.board["cpu"])
-    for r in report.memory:
-        if r.parts:
-            t.add_row(f"  {r.name}", f"{r.used:,} B", f"of {human_bytes(r.size)} "
-                      f"({100 * r.used / r.size:.1f} %)" if r.size else "")
-    t.add_row("weights int8 dense", f"{wb.dense_int8:,} B", "")
-    t.add_row("weights packed", f"{wb.packed:,} B", _pct(wb.packed, wb.dense_int8) + " of dense")
-    if wb.vela_dense is not None and wb.vela_folded is not None:
-        t.add_row("Vela encoded", f"{wb.vela_folded:,} B",
-                  f"was {wb.vela_dense:,} B ({_pct(wb.vela_folded, wb.vela_dense)})")
-    if report.npu_cycles:
-        c = report.npu_cycles
-        t.add_row("NPU cycles (Vela est.)", f"{c['after']:,}",
-                  f"was {c['before']:,} ({_pct(c['after'], c['before'])})")
-    counts = report.layer_counts
-    t.add_row("layers", f"{counts['total']}",
-              f"{counts['npu']} NPU, {counts['cpu']} CPU; {counts['folded']} of "
-              f"{counts['weights']} weight layers folded")
-    if report.min_sqnr_db is not None:
-        t.add_row("lowest weight SQNR", f"{report.min_sqnr_db:.1f} dB", "")
-    if report.agreement:
-        a = report.agreement
-        t.add_row("top-1 agreement", f"{100 * a['top1_agreement']:.1f} %",
-                  f"max |diff| {a['max_abs_diff']} on {a['source']}")
-    for run in report.runs:
-        verdict = "[green]PASS[/green]" if run.get("passed") else "[red]FAIL[/red]"
-        t.add_row(f"run: {run.get('sim')}", verdict, run.get("result_line") or run.get("failure") or "")
-    console.print(t)
-    for p in report.problems:
-        console.print(f"[red]does not fit:[/red] {p}")

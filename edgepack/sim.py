@@ -301,39 +301,6 @@ def map_memory_usage(map_path: str | os.PathLike) -> list[dict]:
     return regions
 
 
-def render_text(results: list[RunResult], console) -> None:
-    """Per run: PASS/FAIL and where, the firmware's result line, per-layer counts as a table
-    and memory per region (from the map file); every line fits 80 columns."""
-    from rich.padding import Padding
-    from rich.table import Table
-
-    for r in results:
-        status = "[bold green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        console.print(f"{status} {r.where}")
-        console.print(f"  {r.result_line or r.failure} ({r.wall_s:.1f} s wall)", highlight=False)
-        if not r.passed and r.result_line and r.failure != r.result_line[len("EDGEPACK RESULT: "):]:
-            console.print(f"  [red]{r.failure}[/]")
-        if r.layers:
-            extra = f", about {r.instructions:,} instructions" if r.instructions else ""
-            console.print(f"  {r.counter} per layer, all golden inputs{extra}:")
-            t = Table(box=None, padding=(0, 2), pad_edge=False)
-            t.add_column("#", justify="right")
-            t.add_column("operator")
-            t.add_column(r.counter.split(" (")[0] or "count", justify="right")
-            for layer in r.layers:
-                t.add_row(str(layer["index"]), layer["opcode"], f"{layer['count']:,}")
-            console.print(Padding(t, (0, 0, 0, 4), expand=False))
-        if r.memory:
-            console.print("  memory used, from the linker's map file:")
-            t = Table(box=None, padding=(0, 2), pad_edge=False)
-            for col in ("region", "used", "size", "%"):
-                t.add_column(col, justify="left" if col == "region" else "right")
-            for m in r.memory:
-                pct = 100.0 * m["used"] / m["size"] if m["size"] else 0.0
-                t.add_row(m["region"], f"{m['used']:,}", f"{m['size']:,}", f"{pct:.1f}")
-            console.print(Padding(t, (0, 0, 0, 4), expand=False))
-
-
 # --- Vela's command stream in the functional Ethos-U model -------------------------------------
 
 def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:

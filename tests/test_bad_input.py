@@ -101,7 +101,7 @@ def test_tensor_shape_larger_than_its_buffer(tmp_path, capsys):
 def test_console_script_prints_no_traceback(tmp_path):
     p = write(tmp_path, "noise.tflite", b"\x00" * 64)
     env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "edgepack.cli", "inspect", str(p)],
+    r = subprocess.run([sys.executable, "-m", "edgepack", "inspect", str(p)],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

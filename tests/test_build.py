@@ -260,6 +260,6 @@ def test_build_json_output_is_machine_readable(tmp_path, capsys):
 
 
 def test_help_teaches_with_examples():
-    out = subprocess.run([sys.executable, "-m", "edgepack.cli", "build", "--help"],
+    out = subprocess.run([sys.executable, "-m", "edgepack", "build", "--help"],
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert out.returncode == 0 and "examples:" in out.stdout and "--force" in out.stdout

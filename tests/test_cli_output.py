@@ -22,7 +22,7 @@ ARM = needs("arm-none-eabi-gcc", "qemu-system-arm", "cmake", "ninja")
 
 def edgepack(*argv: str, columns: int = 80, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS=str(columns), TERM="dumb")
-    return subprocess.run([sys.executable, "-m", "edgepack.cli", *map(str, argv)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "edgepack", *map(str, argv)], cwd=cwd,
                           capture_output=True, text=True, env=env, timeout=600)
 
 

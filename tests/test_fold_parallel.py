@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import edgepack.fold as fold
+import edgepack.fold.model as fold
 from edgepack.errors import UsageError
 from edgepack.fold import fold_model
 from edgepack.tflite import parse_model, read_model, serialize_model

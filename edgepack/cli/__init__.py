@@ -13,8 +13,8 @@ import shutil
 import sys
 import textwrap
 
-from . import __version__
-from .errors import EdgepackError
+from .. import __version__
+from ..errors import EdgepackError
 
 EPILOG = """\
 typical use:
@@ -120,13 +120,14 @@ def _add_inspect(sub) -> None:
 
 
 def _cmd_inspect(args) -> int:
-    from .inspect import inspect_model, render_text
-    from .tflite import check_int8, read_model
+    from ..inspect import inspect_model
+    from ..tflite import check_int8, read_model
+    from .text import inspect_text
 
     model = read_model(args.model)
     check_int8(model)
     info = inspect_model(model)
-    _print_result(args, info, lambda console: render_text(info, console))
+    _print_result(args, info, lambda console: inspect_text(info, console))
     return 0
 
 
@@ -166,9 +167,10 @@ def _add_fold(sub) -> None:
 def _cmd_fold(args) -> int:
     from pathlib import Path
 
-    from .errors import UsageError
-    from .fold import fold_model, load_calibration, render_text
-    from .tflite import check_int8, read_model, write_model
+    from ..errors import UsageError
+    from ..fold import fold_model, load_calibration
+    from ..tflite import check_int8, read_model, write_model
+    from .text import fold_text
 
     out = Path(args.output)
     if out.is_dir():
@@ -191,7 +193,7 @@ def _cmd_fold(args) -> int:
         result = fold_model(model, args.clusters, args.max_error, calibration, progress)
     write_model(result.model, out)
     _print_result(args, {**result.to_json(), "output": str(out)},
-                  lambda console: render_text(result, console, str(out)))
+                  lambda console: fold_text(result, console, str(out)))
     return 0
 
 
@@ -213,11 +215,12 @@ def _add_boards(sub) -> None:
 
 
 def _cmd_boards(args) -> int:
-    from .boards import board_info, list_boards, load_board, render_boards
+    from ..boards import board_info, list_boards, load_board
+    from .text import boards_text
 
     boards = [load_board(args.board)] if args.board else list_boards()
     _print_result(args, [board_info(b) for b in boards],
-                  lambda console: render_boards(boards, console))
+                  lambda console: boards_text(boards, console))
     return 0
 
 
@@ -241,13 +244,14 @@ def _add_report(sub) -> None:
 
 
 def _cmd_report(args) -> int:
-    from .report import load_report, print_summary, write_report
+    from ..report import load_report, write_report
+    from .text import report_text
 
     report = load_report(args.dir)
     write_report(report, args.dir)
 
     def render(console) -> None:
-        print_summary(report, console)
+        report_text(report, console)
         console.print(f"wrote {args.dir.rstrip('/')}/report.html")
 
     _print_result(args, report.to_json(), render)
@@ -316,7 +320,8 @@ def _add_build(sub) -> None:
 def _cmd_build(args) -> int:
     from pathlib import Path
 
-    from .build import build, render_text, summary
+    from ..build import build, summary
+    from .text import build_text
 
     board_stem = Path(args.board).stem
     out = args.output or f"{Path(args.model).stem}_{board_stem}"
@@ -329,7 +334,7 @@ def _cmd_build(args) -> int:
     finally:
         progress.stop()
     _print_result(args, summary(result, out, timings),
-                  lambda console: render_text(result, out, console, timings))
+                  lambda console: build_text(result, out, console, timings))
     return 0
 
 
@@ -363,7 +368,8 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(args) -> int:
-    from .sim import render_text, run_project
+    from ..sim import run_project
+    from .text import run_text
 
     progress = _StderrProgress()
     try:
@@ -372,11 +378,11 @@ def _cmd_run(args) -> int:
     finally:
         progress.stop()
     ok = bool(results) and all(r.passed for r in results)
-    from .report import record_runs  # measured memory and per-layer counts into the report
+    from ..report import record_runs  # measured memory and per-layer counts into the report
 
     record_runs(args.dir, results)
     _print_result(args, {"dir": args.dir, "passed": ok, "runs": [r.as_dict() for r in results]},
-                  lambda console: render_text(results, console))
+                  lambda console: run_text(results, console))
     return 0 if ok else 1
 
 
@@ -399,7 +405,7 @@ def _add_flash(sub) -> None:
 
 
 def _cmd_flash(args) -> int:
-    from .flash import flash_project
+    from ..flash import flash_project
 
     result = flash_project(args.dir, to=args.to, probe=args.probe, target=args.target)
     _print_result(args, {"method": result.method, "target": result.target, "files": result.files},
@@ -445,5 +451,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Calibration inputs and the end-to-end check: the folded model against the model as given,
+through the TFLM interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..tflite import Model, serialize_model
+from .results import Agreement
+
+PARALLEL_AGREEMENT_BYTES = 256 * 1024  # models this large run both TFLM passes at once
+RANDOM_CALIBRATION_SAMPLES = 32
+RANDOM_CALIBRATION_SEED = 0
+
+
+def load_calibration(path: str | Path) -> np.ndarray:
+    """Read a calibration `.npy` (no pickles)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError("no such calibration file", str(path))
+    if p.is_dir():
+        raise UsageError("is a directory, expected a .npy calibration file", str(path))
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UsageError(f"not a readable .npy array ({err})", str(path)) from None
+
+
+def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibration") -> np.ndarray:
+    """Calibration data as int8 model inputs [N, *input shape]. int8 is used as is; float is
+    real-valued input, quantized with the input tensor's scale and zero point."""
+    if len(model.inputs) != 1:
+        raise UsageError(f"{source}: the model has {len(model.inputs)} inputs; calibration "
+                         "files are supported for single-input models")
+    x = model.tensors[model.inputs[0]]
+    want = tuple(x.shape[1:]) if x.shape else ()
+    data = np.asarray(data)
+    given = list(data.shape)
+    described = f"model input '{x.name}' {x.dtype} {list(x.shape)}"
+    if data.dtype not in (np.int8, np.float32, np.float64):
+        raise UsageError(f"{source}: dtype {data.dtype} does not match {described} (give int8 "
+                         "values, or float32 real values to quantize with the input scale)")
+    if data.ndim == len(want):
+        data = data[None]
+    if tuple(data.shape[1:]) != want or data.shape[0] == 0:
+        raise UsageError(f"{source}: shape {given} does not match {described} "
+                         f"(expected [N, {', '.join(map(str, want))}])")
+    if data.dtype == np.int8:
+        return data
+    if x.quantization is None:
+        raise UsageError(f"{source}: float data but {described} has no quantization to apply")
+    s, zp = float(x.quantization.scale[0]), int(x.quantization.zero_point[0])
+    return np.clip(np.round(data.astype(np.float64) / s) + zp, -128, 127).astype(np.int8)
+
+
+def tflm_first_outputs(model: bytes, batches: list[np.ndarray]) -> np.ndarray:
+    """[N, outputs] int64: the first output of `model` through TFLM for each input row."""
+    from tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(model)
+    rows = []
+    for n in range(batches[0].shape[0]):
+        for i, b in enumerate(batches):
+            interp.set_input(b[n:n + 1].astype(b.dtype), i)
+        interp.invoke()
+        rows.append(np.array(interp.get_output(0)).reshape(-1).astype(np.int64))
+    return np.stack(rows)
+
+
+def agreement_inputs(original: Model, calibration: np.ndarray | None):
+    """The inputs of the agreement check, one batch per model input, and where they came from."""
+    if calibration is None:
+        rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
+        shapes = [(RANDOM_CALIBRATION_SAMPLES,) + tuple(original.tensors[i].shape[1:])
+                  for i in original.inputs]
+        batches = [rng.integers(-128, 128, size=s, dtype=np.int8) for s in shapes]
+        source = f"{RANDOM_CALIBRATION_SAMPLES} random int8 inputs (seed {RANDOM_CALIBRATION_SEED})"
+    else:
+        batches = [calibration]
+        source = f"{calibration.shape[0]} calibration inputs"
+    return batches, source
+
+
+def compare_outputs(given: np.ndarray, folded: np.ndarray, source: str) -> Agreement:
+    diff = np.abs(given - folded)
+    return Agreement(samples=int(diff.shape[0]), source=source,
+                     mean_abs_diff=float(diff.mean()), max_abs_diff=int(diff.max()),
+                     top1_agreement=float(np.mean(given.argmax(1) == folded.argmax(1))))
+
+
+def measure_agreement(original: Model, folded: Model,
+                      calibration: np.ndarray | None = None) -> Agreement:
+    """Run both models through the TFLM interpreter (the bit-exact reference) on the same
+    inputs and compare the first output."""
+    batches, source = agreement_inputs(original, calibration)
+    models = [serialize_model(m) for m in (original, folded)]
+    if len(models[0]) >= PARALLEL_AGREEMENT_BYTES and (os.cpu_count() or 1) > 1:
+        # TFLM holds the GIL: the model as given runs in a forked process meanwhile
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("fork")) as pool:
+            given = pool.submit(tflm_first_outputs, models[0], batches)
+            outs = [None, tflm_first_outputs(models[1], batches)]
+            outs[0] = given.result()
+    else:
+        outs = [tflm_first_outputs(m, batches) for m in models]
+    return compare_outputs(outs[0], outs[1], source)
+
+
