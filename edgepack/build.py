@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, codegen
+from .ops import unsupported_reason
+from .plan import DataBlob, PaletteWeights, PlanStep
 from .boards import BOARDS_DIR, BoardSpec, load_board
 from .errors import BuildError, UsageError
 from .tflite import Model, check_int8, read_model, serialize_model
@@ -151,11 +153,11 @@ def tflm_outputs(model_bytes: bytes, inputs: list[list[np.ndarray]], n_outputs: 
     return out
 
 
-def _palettes(fold_result) -> dict[int, codegen.PaletteWeights]:
+def _palettes(fold_result) -> dict[int, PaletteWeights]:
     out = {}
     for ft in fold_result.tensors:
         if ft.folded and ft.codebook is not None:
-            out[ft.tensor] = codegen.PaletteWeights(ft.codebook.values, ft.indices,
+            out[ft.tensor] = PaletteWeights(ft.codebook.values, ft.indices,
                                                     ft.codebook.index_bits)
     return out
 
@@ -203,7 +205,7 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     check_int8(model)
     # The CPU plan runs the whole model (QEMU has no NPU): refuse what the runtime lacks now.
     for op in model.operators:
-        reason = codegen.unsupported_reason(model, op)
+        reason = unsupported_reason(model, op)
         if reason is not None:
             raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
 
@@ -244,7 +246,7 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     g_in, g_source = golden_inputs(model, input_npy)
     g_out = tflm_outputs(folded_bytes, g_in, len(folded.outputs))
     timings["golden_s"] = time.perf_counter() - t2
-    golden = codegen.DataBlob("golden")
+    golden = DataBlob("golden")
     in_syms, out_syms = [], []
     for g, (row_in, row_out) in enumerate(zip(g_in, g_out)):
         in_syms.append([golden.add(f"ep_golden_in{g}_{k}", x, "int8_t", "golden input")
@@ -338,7 +340,7 @@ def _fold_entry(ft) -> dict:
             "hypothesis": ft.hypothesis}
 
 
-def codegen_layer(step: codegen.PlanStep, model: Model, arena: codegen.ArenaPlan,
+def codegen_layer(step: PlanStep, model: Model, arena: codegen.ArenaPlan,
                   placement: dict[int, str]) -> LayerInfo:
     return LayerInfo(index=step.index, opcode=step.opcode, kernel=step.kernel,
                      target=placement.get(step.index, "cpu"), weights_form=step.weights_form,
@@ -347,18 +349,6 @@ def codegen_layer(step: codegen.PlanStep, model: Model, arena: codegen.ArenaPlan
                      output_bytes=model.tensors[step.output].size,
                      output_name=model.tensors[step.output].name,
                      output_shape=[int(d) for d in model.tensors[step.output].shape])
-
-
-def load_build_json(directory: str | os.PathLike) -> dict:
-    p = Path(directory) / "build.json"
-    if not Path(directory).is_dir():
-        raise UsageError("no such directory (run `edgepack build` first)", str(directory))
-    if not p.is_file():
-        raise UsageError("not an edgepack project: build.json is missing", str(directory))
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
-        raise UsageError(f"build.json is unreadable: {err}", str(directory)) from None
 
 
 def summary(result: BuildResult, out: str, timings: dict | None = None) -> dict:

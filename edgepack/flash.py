@@ -13,64 +13,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
 from .errors import BuildError, UsageError
+from .project import sdcard_layout
 
-MPS3_HBI = "HBI0309C"  # the MPS3 board revision folder
-# Boards with an MPS3 FPGA image: the application note that implements them.
-MPS3_APPLICATION_NOTES = {"corstone-300": "AN552", "mps3-an547": "AN547"}
-# SSE-300 on MPS3: CPU address ranges (Secure and Non-secure aliases) and where the MCC writes them.
-MPS3_MCC_WINDOWS = [
-    (0x10000000, 0x00080000, 0x00000000),  # ITCM, Secure alias
-    (0x00000000, 0x00080000, 0x00000000),  # ITCM, Non-secure alias
-    (0x70000000, 0x10000000, 0x0C000000),  # DDR, Secure alias
-    (0x60000000, 0x10000000, 0x0C000000),  # DDR, Non-secure alias
-]
 # Where an MPS3's USB drive usually appears.
 MOUNT_GLOBS = ["/media/*/V2M-MPS3", "/media/V2M-MPS3", "/run/media/*/V2M-MPS3", "/mnt/V2M-MPS3"]
-
-
-def mcc_address(cpu_address: int) -> int | None:
-    for base, size, mcc in MPS3_MCC_WINDOWS:
-        if base <= cpu_address < base + size:
-            return mcc + (cpu_address - base)
-    return None
-
-
-def images_txt(board_name: str, images: list[dict], model_sha256: str) -> str:
-    """The MCC's images.txt for `images` (load regions from codegen.load_images)."""
-    lines = [
-        "TITLE: Versatile Express Images Configuration File",
-        f"; edgepack {__version__}: generated, do not edit. model sha256 {model_sha256}",
-        f"; board {board_name}: firmware images for the MPS3 MCC",
-        "",
-        "[IMAGES]",
-        f"TOTALIMAGES: {len(images)}                     ;Number of Images (Max: 32)",
-    ]
-    for n, img in enumerate(images):
-        mcc = mcc_address(img["address"])
-        if mcc is None:
-            raise BuildError(f"board {board_name}: region {img['region']} at {img['address']:#010x} "
-                             "is not loadable by the MPS3 MCC")
-        lines += ["", f"IMAGE{n}ADDRESS: 0x{mcc:08X}          ;{img['region']} at CPU address "
-                      f"0x{img['address']:08X}",
-                  f"IMAGE{n}UPDATE: AUTO                 ;Image Update:NONE/AUTO/FORCE",
-                  f"IMAGE{n}FILE: \\SOFTWARE\\{img['file'].upper()}"]
-    return "\r\n".join(lines) + "\r\n"  # the MCC is a DOS-era FAT parser
-
-
-def sdcard_layout(board_name: str) -> str | None:
-    """Path of images.txt on the drive, or None when the board has no MPS3 image."""
-    an = MPS3_APPLICATION_NOTES.get(board_name)
-    return f"MB/{MPS3_HBI}/{an}/images.txt" if an else None
-
-
-def board_files(board, images: list[dict], model) -> list[tuple[str, str]]:
-    """Files `edgepack build` adds to the project for flashing (relative path, text)."""
-    rel = sdcard_layout(board.name)
-    if rel is None or not images:
-        return []
-    return [(f"flash/sdcard/{rel}", images_txt(board.name, images, model.sha256))]
 
 
 @dataclass
@@ -157,9 +104,7 @@ def flash_project(project: str, to: str | None = None, probe: bool = False,
     """Build `project` if needed, then copy it onto the drive `to`, or program it through a
     probe; with neither, look for a mounted MPS3 drive, then for a probe."""
     from .boards import load_board
-    from .build import load_build_json
-    from .codegen import load_images
-    from .sim import build_firmware
+    from .project import build_firmware, load_build_json, load_images
 
     path = Path(project)
     info = load_build_json(path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,20 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from .boards import BoardSpec, load_board
-from .build import load_build_json
 from .errors import BuildError, UsageError
+from .project import build_firmware, load_build_json, map_memory_usage
+from .tools import fvp_path, require_tool, tail_error
 
 SIMS = ("auto", "fvp", "qemu", "host", "npu-model")
 DEFAULT_TIMEOUT_S = 120
 RESULT_RE = re.compile(r"EDGEPACK RESULT: (PASS|FAIL)(.*)")
 LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s*$")
 QEMU_ICOUNT_TICKS_PER_INSN = 1.024  # SysTick ticks per instruction under -icount shift=5
-# What installs each tool on Debian/Ubuntu.
-APT_PACKAGES = {
-    "cmake": "cmake", "ninja": "ninja-build", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
-    "arm-none-eabi-objcopy": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm",
-    "gcc": "gcc",
-}
 EXIT_MEANING = {0: "pass", 1: "output mismatch", 2: "runtime error", 3: "hard fault"}
 
 
@@ -56,50 +50,6 @@ class RunResult:
         d = asdict(self)
         d.pop("output")
         return d
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pkg = APT_PACKAGES.get(name, name)
-        raise BuildError(f"{name} not found on PATH: install it with `sudo apt-get install {pkg}` "
-                         "(or run `bash .ci/setup`)")
-    return path
-
-
-def _tail_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        if "error" in ln.lower() or "overflowed" in ln or "will not fit" in ln:
-            return ln[:300]
-    return lines[-1][:300] if lines else "no output"
-
-
-def build_firmware(project: Path, host: bool = False, sanitize: bool = False,
-                   timeout: float = 600) -> Path:
-    """Configure and build `project`; returns the build directory."""
-    require_tool("cmake")
-    require_tool("ninja")
-    if host:
-        require_tool("gcc")
-        build_dir = project / ("build-host-asan" if sanitize else "build-host")
-        flags = ["-DEDGEPACK_HOST=ON", f"-DEDGEPACK_SANITIZE={'ON' if sanitize else 'OFF'}"]
-    else:
-        require_tool("arm-none-eabi-gcc")
-        require_tool("arm-none-eabi-objcopy")
-        build_dir = project / "build"
-        flags = []
-    env = dict(os.environ, LC_ALL="C")
-    steps = [["cmake", "-G", "Ninja", "-S", str(project), "-B", str(build_dir), *flags],
-             ["ninja", "-C", str(build_dir)]]
-    for cmd in steps:
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise BuildError(f"`{' '.join(cmd[:2])}` timed out after {timeout:.0f} s", str(project)) from None
-        if proc.returncode != 0:
-            raise BuildError(f"`{cmd[0]}` failed: {_tail_error(proc.stdout + proc.stderr)}", str(project))
-    return build_dir
 
 
 def parse_output(text: str) -> tuple[str, list[dict], str]:
@@ -133,11 +83,11 @@ def _run(sim: str, where: str, cmd: list[str], timeout: float, cwd: Path, env=No
                   wall_s=time.perf_counter() - t0, command=cmd, output=out)
     fault = next((ln.strip() for ln in out.splitlines() if ln.startswith("Hard fault")), None)
     if timed_out:
-        r.failure = f"timed out after {timeout:.0f} s (a hang?){'; last output: ' + _tail_error(out) if out.strip() else ''}"
+        r.failure = f"timed out after {timeout:.0f} s (a hang?){'; last output: ' + tail_error(out) if out.strip() else ''}"
     elif fault:
         r.failure = fault
     elif not result:
-        r.failure = f"no EDGEPACK RESULT line (exit code {code}): {_tail_error(out)}"
+        r.failure = f"no EDGEPACK RESULT line (exit code {code}): {tail_error(out)}"
     elif result.startswith("EDGEPACK RESULT: FAIL"):
         r.failure = result[len("EDGEPACK RESULT: "):]
     elif code not in (0, None) and sim != "fvp":
@@ -171,7 +121,7 @@ def fvp_command(fvp: str, elf: Path, board: BoardSpec, timeout: float) -> list[s
 
 
 def run_fvp(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
-    fvp = shutil.which(board.sim.fvp or "")
+    fvp = fvp_path(board.sim.fvp)
     if fvp is None:
         raise BuildError(f"board {board.name}: FVP {board.sim.fvp or '(none)'} is not on PATH "
                          "(Arm's Corstone FVPs are a separate download from developer.arm.com)")
@@ -193,7 +143,7 @@ def run_host(build_dir: Path, timeout: float, sanitize: bool) -> RunResult:
 
 
 def fvp_installed(board: BoardSpec) -> bool:
-    return bool(board.sim.fvp and shutil.which(board.sim.fvp))
+    return fvp_path(board.sim.fvp) is not None
 
 
 def choose_sims(board: BoardSpec, sim: str) -> list[str]:
@@ -263,42 +213,7 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
     return results
 
 
-# --- memory use from the linker's map file ----------------------------------------------------
 
-_SECTION_RE = re.compile(r"^(\.[\w.]+)\s*(?:\n\s+)?\s*(0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)(?:\s+load address\s+(0x[0-9a-fA-F]+))?",
-                         re.MULTILINE)
-_REGION_RE = re.compile(r"^(\w+)\s+(0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)", re.MULTILINE)
-
-
-def map_memory_usage(map_path: str | os.PathLike) -> list[dict]:
-    """Bytes each memory region holds, from a GNU ld map file: every allocated output section
-    at its run address, plus the load image of initialised data (.data) where it is stored."""
-    text = Path(map_path).read_text(encoding="utf-8", errors="replace")
-    config = text.split("Memory Configuration", 1)[1].split("Linker script and memory map", 1)
-    regions = []
-    for m in _REGION_RE.finditer(config[0]):
-        if m.group(1) != "Name":
-            regions.append({"region": m.group(1), "address": int(m.group(2), 16),
-                            "size": int(m.group(3), 16), "used": 0, "sections": {}})
-
-    def region_of(addr: int):
-        return next((r for r in regions if r["address"] <= addr < r["address"] + r["size"]), None)
-
-    for m in _SECTION_RE.finditer(config[1]):
-        name, addr, size = m.group(1), int(m.group(2), 16), int(m.group(3), 16)
-        if size == 0 or name.startswith((".debug", ".comment", ".ARM.attributes")):
-            continue
-        r = region_of(addr)
-        if r is not None:
-            r["used"] += size
-            r["sections"][name] = r["sections"].get(name, 0) + size
-        if m.group(4):
-            load = int(m.group(4), 16)
-            lr = region_of(load)
-            if lr is not None and lr is not r and name == ".data":
-                lr["used"] += size
-                lr["sections"][name + " (load image)"] = size
-    return regions
 
 
 # --- Vela's command stream in the functional Ethos-U model -------------------------------------
@@ -329,7 +244,7 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
     from .npu import run_vela_model
     from .npu.compare import compare_layers
     from .npu.host_steps import cpu_op_runner
-    from .npu.runner import _read_tflite
+    from .npu.runner import read_tflite
 
     vela_path = project / "npu" / "model_vela.tflite"
     if not vela_path.is_file():
@@ -343,7 +258,7 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
     batched = [np.stack([row[k] for row in ins]) for k in range(len(info["input_shapes"]))]
     host = None
     try:
-        vela_model = _read_tflite(vela_bytes)
+        vela_model = read_tflite(vela_bytes)
         codes = vela_model.operatorCodes
         n_cpu = sum(1 for op in vela_model.subgraphs[0].operators or []
                     if not (codes[op.opcodeIndex].customCode or b"").decode() == "ethos-u")

@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .boards import BoardSpec
-from .codegen import SUPPORTED_OPERATORS
 from .errors import BuildError, ModelError, UsageError
+from .ops import supported_operators
 from .tflite import parse_model
 
 ETHOS_U_OP = "ethos-u"
 # Operators edgepack's C runtime implements: a CPU operator outside this list fails the build.
 # the operators edgepack's C runtime lowers: one list, kept where the lowering lives
-RUNTIME_OPERATORS = list(SUPPORTED_OPERATORS)
+RUNTIME_OPERATORS = supported_operators()
 VELA_TIMEOUT_S = 600
 KIB = 1024
 

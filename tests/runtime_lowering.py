@@ -16,6 +16,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 
 from edgepack import codegen
+from edgepack import plan
 from edgepack.tflite import Model, read_model
 from tests import runtime_harness as H
 from tests.opmodels import T, single_op_model
@@ -39,14 +40,14 @@ def load_model(path) -> Model:
     return read_model(path)
 
 
-def palettes_of(model: Model) -> dict[int, codegen.PaletteWeights]:
+def palettes_of(model: Model) -> dict[int, plan.PaletteWeights]:
     """Palette form of every weight tensor: codebook = its sorted distinct int8 values,
     bits = ceil(log2 K) (at least 1)."""
     out = {}
     for _, w in model.weight_tensors():
         codebook, inverse = np.unique(np.asarray(w.data, np.int8), return_inverse=True)
         bits = max(1, int(np.ceil(np.log2(codebook.size)))) if codebook.size > 1 else 1
-        out[w.index] = codegen.PaletteWeights(codebook.astype(np.int8),
+        out[w.index] = plan.PaletteWeights(codebook.astype(np.int8),
                                               inverse.reshape(w.data.shape).astype(np.uint8), bits)
     return out
 
@@ -55,7 +56,7 @@ def palettes_of(model: Model) -> dict[int, codegen.PaletteWeights]:
 class Lowered:
     """One operator as codegen lowers it, marshalled for a ctypes call."""
 
-    step: codegen.PlanStep
+    step: plan.PlanStep
     params: C.Structure
     in_shape: tuple
     out_shape: tuple
@@ -89,13 +90,13 @@ class Lowered:
 
 
 def marshal(ctype, values: dict, resolve):
-    """A designated-initializer dict (codegen.c_initializer's input) as the ctypes struct."""
+    """A designated-initializer dict (plan.c_initializer's input) as the ctypes struct."""
     kwargs = {}
     for name, ftype in ctype._fields_:
         v = values[name]
         if isinstance(v, dict):
             kwargs[name] = marshal(ftype, v, resolve)
-        elif isinstance(v, codegen.C):
+        elif isinstance(v, plan.C):
             kwargs[name] = resolve(v.text)
         elif isinstance(v, (list, tuple)):
             kwargs[name] = ftype(*(int(e) for e in v))

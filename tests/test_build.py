@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from edgepack import codegen
-from edgepack.build import build, load_build_json
+from edgepack.codegen import rendering
+from edgepack import quant
+from edgepack.build import build
+from edgepack.project import load_build_json
 from edgepack.cli import main
 from edgepack.errors import BuildError, UsageError
 from edgepack.tflite import read_model
@@ -111,14 +114,14 @@ def test_arena_planner_never_overlaps_tensors_that_are_live_together():
 
 
 def test_quantize_multiplier_matches_tflite():
-    assert codegen.quantize_multiplier(0.0) == (0, 0)
-    assert codegen.quantize_multiplier(0.5) == (1 << 30, 0)
-    assert codegen.quantize_multiplier(1.0) == (1 << 30, 1)
-    m, s = codegen.quantize_multiplier(0.0123)
+    assert quant.quantize_multiplier(0.0) == (0, 0)
+    assert quant.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert quant.quantize_multiplier(1.0) == (1 << 30, 1)
+    m, s = quant.quantize_multiplier(0.0123)
     assert abs(m * 2.0 ** (s - 31) - 0.0123) < 1e-9 and (1 << 30) <= m < (1 << 31)
     # rounding up to 2^31 moves to the next exponent
-    assert codegen.quantize_multiplier(math.nextafter(1.0, 0.0)) == (1 << 30, 1)
-    assert codegen.quantize_multiplier(1e-12) == (0, 0)
+    assert quant.quantize_multiplier(math.nextafter(1.0, 0.0)) == (1 << 30, 1)
+    assert quant.quantize_multiplier(1e-12) == (0, 0)
 
 
 def test_user_input_npy_becomes_the_golden_inputs(tmp_path):
@@ -202,7 +205,7 @@ def test_model_larger_than_the_region_names_both_numbers(tmp_path, capsys):
 
 
 def test_an_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
-    real = codegen.render
+    real = rendering.render
     calls = []
 
     def render_then_interrupt(*args, **kwargs):
@@ -211,7 +214,7 @@ def test_an_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(codegen, "render", render_then_interrupt)
+    monkeypatch.setattr(rendering, "render", render_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         build(str(DIGITS_B), "host", tmp_path / "fw")
     assert len(calls) == 4
@@ -222,7 +225,7 @@ def test_an_interrupted_forced_rebuild_keeps_the_old_project(tmp_path, monkeypat
     out = tmp_path / "fw"
     build(str(DIGITS_B), "host", out)
     before = _tree(out)
-    monkeypatch.setattr(codegen, "copy_runtime", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(rendering, "copy_runtime", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         build(str(DIGITS_B), "host", out, force=True)
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["fw"]

@@ -29,6 +29,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as tfl
 
 from edgepack.cli import main
+from edgepack.resources import FIRMWARE_DIR
 from edgepack.quant import conv_output_size
 from tests.firmware_support import needs
 from tests.opmodels import Op, T, graph_model, run_tflm
@@ -627,7 +628,7 @@ def _c_values(data: np.ndarray) -> str:
 def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
     """Each random operator is lowered by codegen (params, model arrays, arena plan), run by
     ep_plan_run in one host program built with ASan/UBSan, and compared with TFLM."""
-    from edgepack import codegen
+    from edgepack import codegen, ops, plan
     from edgepack.tflite import read_model
 
     chunks, calls, names = [], [], []
@@ -642,7 +643,7 @@ def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
             xs = [rng.integers(-128, 128, size=g.shape(x)).astype(np.int8) for x in inputs]
             expected = run_tflm(path.read_bytes(), xs)
             model = read_model(path)
-            assert codegen.unsupported_reason(model, model.operators[0]) is None, (kind, i)
+            assert ops.unsupported_reason(model, model.operators[0]) is None, (kind, i)
             steps, blob = codegen.lower_model(model, {})
             arena = codegen.plan_arena(model, steps)
             max_arena = max(max_arena, arena.size)
@@ -654,7 +655,7 @@ def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
                 chunks.append(f"static const {a.ctype} {a.symbol.replace('ep_op', p)}[] = {_c_values(values)};")
             (step,) = steps
             chunks.append(f"static const {step.params_type} {p}params = "
-                          f"{codegen.c_initializer(step.params).replace('ep_op', p)};")
+                          f"{plan.c_initializer(step.params).replace('ep_op', p)};")
             chunks.append(f"static const int32_t {p}inputs[] = "
                           f"{_c_values([arena.offsets[t] for t in step.inputs])};")
             chunks.append(f"static const ep_op {p}op = {{{step.kernel}, &{p}params, {len(step.inputs)}, "
@@ -681,11 +682,11 @@ def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
         "    uint8_t *arena = (uint8_t *)arena_words;", "    ep_status st;", *calls,
         "    return 0;", "}", ""])
     (tmp_path / "ops.c").write_text(source)
-    sources = sorted(str(p) for p in (codegen.FIRMWARE_DIR / "src").glob("*.c"))
+    sources = sorted(str(p) for p in (FIRMWARE_DIR / "src").glob("*.c"))
     exe = tmp_path / "ops"
     flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=all"]
-    cc = subprocess.run(["gcc", *flags, "-I", str(codegen.FIRMWARE_DIR / "include"),
+    cc = subprocess.run(["gcc", *flags, "-I", str(FIRMWARE_DIR / "include"),
                          str(tmp_path / "ops.c"), *sources, "-o", str(exe)], capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True)

@@ -21,7 +21,8 @@ import pytest
 
 from edgepack.boards import list_boards, load_board
 from edgepack.cli import main
-from edgepack.sim import build_firmware, choose_sims, fvp_command, run_project
+from edgepack.project import build_firmware
+from edgepack.sim import choose_sims, fvp_command, run_project
 
 from .conftest import fixture_path
 from .firmware_support import built_project, needs

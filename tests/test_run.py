@@ -12,7 +12,8 @@ import pytest
 
 from edgepack.cli import main
 from edgepack.errors import BuildError
-from edgepack.sim import build_firmware, map_memory_usage, run_project
+from edgepack.project import build_firmware, map_memory_usage
+from edgepack.sim import run_project
 
 from .conftest import INT8_MODELS, fixture_path
 from .firmware_support import built_project, needs

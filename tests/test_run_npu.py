@@ -20,7 +20,7 @@ from edgepack.fold import fold_model
 from edgepack.npu import run_vela_model
 from edgepack.npu.compare import compare_layers
 from edgepack.npu.host_steps import HostSteps, build_library, cpu_op_runner
-from edgepack.npu.runner import _read_tflite
+from edgepack.npu.runner import read_tflite
 from edgepack.sim import choose_sims, golden_vectors, run_project
 from edgepack.tflite import read_model, serialize_model
 from edgepack.vela import compile_for_board
@@ -80,7 +80,7 @@ def _vela_ops(project: Path) -> list[str]:
 
 
 def _vela_ops_of(vela: bytes) -> list[str]:
-    m = _read_tflite(vela)
+    m = read_tflite(vela)
     names = []
     for op in m.subgraphs[0].operators:
         code = m.operatorCodes[op.opcodeIndex]
@@ -117,7 +117,7 @@ def test_npu_cpu_npu_is_bit_exact_with_tflm_on_200_random_inputs(mixed, accel):
     vela = compile_vela(_folded_bytes(mixed), accel).read_bytes()
     assert _vela_ops_of(vela) == ["ethos-u", "1", "ethos-u"]
     calls = []
-    runner = cpu_op_runner(host, _read_tflite(vela), on_output=lambda k, y: calls.append((k, y.shape)))
+    runner = cpu_op_runner(host, read_tflite(vela), on_output=lambda k, y: calls.append((k, y.shape)))
     x = np.random.default_rng(7).integers(-128, 128, (N_INPUTS, 1, 12, 12, 4), dtype=np.int8)
     got = run_vela_model(vela, [x], runner)[0]
     want = tflm_batch(_folded_bytes(mixed), [x])[0]

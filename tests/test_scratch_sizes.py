@@ -18,6 +18,9 @@ import pytest
 from ai_edge_litert import schema_py_generated as tfl
 
 from edgepack import codegen
+from edgepack import plan
+from edgepack.resources import FIRMWARE_DIR
+from edgepack.ops import weighted
 from edgepack.quant import conv_output_size
 from edgepack.tflite import read_model
 from tests.opmodels import T, single_op_model
@@ -80,16 +83,16 @@ def random_operator(rng, opcode: str, palette: bool):
     return model, pal
 
 
-def as_palette(rng, w: np.ndarray) -> codegen.PaletteWeights:
+def as_palette(rng, w: np.ndarray) -> plan.PaletteWeights:
     """A random codebook and indices of w's shape, with a random index width 1-8."""
     bits = int(rng.integers(1, 9))
     k = int(rng.integers(1, (1 << bits) + 1))
     codebook = rng.choice(np.arange(-127, 128), size=k, replace=False).astype(np.int8)
     idx = rng.integers(0, k, size=w.shape).astype(np.uint8)
-    return codegen.PaletteWeights(codebook, idx, bits)
+    return plan.PaletteWeights(codebook, idx, bits)
 
 
-def c_array(a: codegen.DataArray, raw: bytes, prefix: str) -> str:
+def c_array(a: plan.DataArray, raw: bytes, prefix: str) -> str:
     dtype = {"int8_t": np.int8, "uint8_t": np.uint8, "int32_t": np.int32}[a.ctype]
     values = np.frombuffer(raw[a.offset:a.offset + a.size], dtype)
     return (f"static const {a.ctype} {a.symbol.replace('ep_op', prefix)}[] = "
@@ -115,7 +118,7 @@ def lowered(tmp_path_factory):
             prefix = f"ep_k{kernel_id}c{i}_"
             raw = blob.to_bytes()
             arrays = "\n".join(c_array(a, raw, prefix) for a in blob.arrays)
-            params = codegen.c_initializer(step.params).replace("ep_op", prefix)
+            params = plan.c_initializer(step.params).replace("ep_op", prefix)
             out.append((opcode, step.scratch_bytes,
                         f"{arrays}\nstatic const {step.params_type} {prefix}params = {params};\n",
                         f"{prefix}params"))
@@ -130,9 +133,9 @@ def test_codegen_scratch_equals_every_runtime_get_buffer_size(lowered, tmp_path)
     lines += [f"    printf(\"%ld\\n\", (long){KERNELS[op]}(&{sym}));" for op, _, _, sym in lowered]
     lines += ["    return 0;", "}", ""]
     (tmp_path / "sizes.c").write_text("\n".join(lines))
-    sources = sorted(str(p) for p in (codegen.FIRMWARE_DIR / "src").glob("*.c"))
+    sources = sorted(str(p) for p in (FIRMWARE_DIR / "src").glob("*.c"))
     exe = tmp_path / "sizes"
-    cc = subprocess.run(["gcc", *CFLAGS, "-I", str(codegen.FIRMWARE_DIR / "include"),
+    cc = subprocess.run(["gcc", *CFLAGS, "-I", str(FIRMWARE_DIR / "include"),
                          str(tmp_path / "sizes.c"), *sources, "-o", str(exe)],
                         capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr[-3000:]
@@ -146,4 +149,4 @@ def test_codegen_scratch_equals_every_runtime_get_buffer_size(lowered, tmp_path)
              if py != c]
     assert drift == [], f"codegen's scratch differs from the runtime's (opcode, config, python, C): {drift[:10]}"
     # both forms and both kinds of scratch were exercised
-    assert len(set(mirror)) > 20 and 0 in mirror and max(mirror) > codegen.palette_table_bytes()
+    assert len(set(mirror)) > 20 and 0 in mirror and max(mirror) > weighted.palette_table_bytes()

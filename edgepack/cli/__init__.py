@@ -2,6 +2,9 @@
 
 Every error the user can act on is an `EdgepackError`: one line on stderr naming the file and
 the problem, exit code 2 for usage and 1 for a bad model or a failed build, never a traceback.
+
+The top of the house: it may import every stage; no stage imports it. `text` holds every table
+and line printed for people; `--json` prints the stages' own data.
 """
 
 from __future__ import annotations

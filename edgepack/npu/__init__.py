@@ -5,6 +5,9 @@ Public API:
 - `run_vela_raw(npz, inputs)`: run Vela's `--output-format raw` output.
 - `parse_driver_payload(bytes)`, `decode_command_stream(bytes)`: the decoder.
 - `RULES` / `rules_text()`: the inferred hardware rules with their evidence.
+
+May import: errors, tools, tflite, quant, plan, project (and Vela's own modules). Never: build,
+report, cli.
 """
 
 from .decoder import Command, DriverPayload, decode_command_stream, format_command, parse_driver_payload

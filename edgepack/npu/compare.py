@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .host_steps import HostSteps, _bytes_rows, cpu_op_runner
-from .runner import _read_tflite, run_vela_model
+from .host_steps import HostSteps, bytes_rows, cpu_op_runner
+from .runner import read_tflite, run_vela_model
 
 
 @dataclass
@@ -103,10 +103,10 @@ def compare_layers(vela_tflite, inputs: list[np.ndarray], golden: list[np.ndarra
                    host: HostSteps) -> LayerComparison:
     """Run Vela's output on `inputs` (per model input, leading batch B) and name the first layer
     whose output differs from the CPU path. `golden`: TFLM's outputs (per model output, (B, ...))."""
-    rows = [_bytes_rows(np.asarray(x).reshape(np.asarray(x).shape[0], -1)) for x in inputs]
+    rows = [bytes_rows(np.asarray(x).reshape(np.asarray(x).shape[0], -1)) for x in inputs]
     ref, finals = host.run_all(rows)
     for j, (have, want) in enumerate(zip(finals, golden)):
-        want = _bytes_rows(np.asarray(want).reshape(have.shape[0], -1))
+        want = bytes_rows(np.asarray(want).reshape(have.shape[0], -1))
         if not np.array_equal(have, want):
             diff = have != want
             g = int(np.flatnonzero(diff.any(axis=1))[0])
@@ -122,7 +122,7 @@ def compare_layers(vela_tflite, inputs: list[np.ndarray], golden: list[np.ndarra
         if size == 1 and signed:
             observed.append(("npu", -1, np.asarray(ofm).astype(np.uint8)))  # (B, h, w, c) bytes
 
-    model = _read_tflite(vela_tflite)
+    model = read_tflite(vela_tflite)
     runner = cpu_op_runner(host, model, on_output=lambda k, y: observed.append(("cpu", k, y)))
     run_vela_model(vela_tflite, inputs, runner, trace=trace)
 

@@ -34,7 +34,7 @@ class StepIO:
 def build_library(project: Path, timeout: float = 600) -> Path:
     """Configure the project's host build (its own build directory) and build only the step
     library; returns the library's path."""
-    from edgepack.sim import _tail_error, require_tool
+    from edgepack.tools import require_tool, tail_error
 
     require_tool("cmake")
     require_tool("ninja")
@@ -52,7 +52,7 @@ def build_library(project: Path, timeout: float = 600) -> Path:
             raise BuildError(f"`{' '.join(cmd[:2])}` timed out after {timeout:.0f} s", str(project)) from None
         if proc.returncode != 0:
             raise BuildError(f"`{cmd[0]}` failed building the host step library: "
-                             f"{_tail_error(proc.stdout + proc.stderr)}", str(project))
+                             f"{tail_error(proc.stdout + proc.stderr)}", str(project))
     lib = build_dir / f"lib{LIB_TARGET}.so"
     if not lib.is_file():
         raise BuildError(f"the host build did not produce {lib.name}", str(project))
@@ -141,7 +141,7 @@ class HostSteps:
         return outs, finals
 
 
-def _bytes_rows(x: np.ndarray) -> np.ndarray:
+def bytes_rows(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x)
     return x.reshape(x.shape[0], -1).view(np.uint8) if x.dtype.itemsize == 1 else \
         x.astype(x.dtype.newbyteorder("<")).reshape(x.shape[0], -1).view(np.uint8)
@@ -167,7 +167,7 @@ def cpu_op_runner(host: HostSteps, vela_model, on_output=None):
         if k is None:
             raise ModelError(f"operator {op_index} of Vela's output (tensor {name!r}) runs on the CPU but "
                              "the project's plan has no step writing that tensor")
-        xs = [_bytes_rows(a) for t, a in zip(op.inputs, arrays) if t >= 0 and not is_const(t)]
+        xs = [bytes_rows(a) for t, a in zip(op.inputs, arrays) if t >= 0 and not is_const(t)]
         y = host.run_step(k, xs)
         if on_output is not None:
             on_output(k, y)

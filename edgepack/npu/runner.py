@@ -78,7 +78,7 @@ _TFL_DTYPES = {9: np.int8, 3: np.uint8, 7: np.int16, 2: np.int32, 0: np.float32,
 _OFFLINE_PLAN = "OfflineMemoryAllocation"
 
 
-def _read_tflite(model):
+def read_tflite(model):
     from ai_edge_litert import schema_py_generated as tfl
 
     if isinstance(model, (str, os.PathLike)):
@@ -126,7 +126,7 @@ def run_vela_model(vela_tflite, inputs: Sequence[np.ndarray],
       command-stream offset; it never returns a guessed answer.
     - `trace(machine, command, ofm)` (optional) is called after each NPU operation.
     """
-    m = _read_tflite(vela_tflite)
+    m = read_tflite(vela_tflite)
     if not m.subgraphs:
         raise ModelError("model has no subgraph")
     sg = m.subgraphs[0]

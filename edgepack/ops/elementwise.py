@@ -1,0 +1,87 @@
+"""Two-input elementwise operators with broadcasting and constant operands: ADD, SUB, MUL,
+MAXIMUM, MINIMUM.
+"""
+
+from __future__ import annotations
+
+from .. import quant
+from ..plan import PlanStep, shape4, shape_init
+from ..tflite import Model, Operator
+from .base import (
+    Lowering,
+    register,
+    scale_of,
+    zero_point_of,
+)
+
+
+def _check_binary(model: Model, op: Operator) -> str | None:
+    a, b, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    for t in (a, b):
+        # A constant operand is read from the model data (EP_CONST), so it must be what an
+        # activation would be: int8, quantized per tensor.
+        if t.is_constant and t.dtype != "int8":
+            return f"constant operand '{t.name}' is {t.dtype}, the runtime computes int8"
+        if t.is_constant and (t.quantization is None or t.quantization.per_channel):
+            return f"constant operand '{t.name}' needs one int8 scale and zero point"
+    o = shape4(out.shape)
+    for t in (a, b):
+        s = shape4(t.shape)
+        if any(d not in (1, od) for d, od in zip(s, o)):
+            return (f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to "
+                    f"{list(out.shape)} (each dimension must match the output or be 1)")
+    return None
+
+
+def lower_add(lw: Lowering, op: Operator) -> PlanStep:
+    a, b, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    p = quant.add_params(scale_of(a), scale_of(b), scale_of(out))
+    lo, hi = quant.activation_range(op.fused_activation, scale_of(out), zero_point_of(out))
+    return lw.constant_operands(lw.step(op, "EP_KERNEL_ADD", "ep_add_params", op.inputs[:2], {
+        "input1": shape_init(a.shape), "input2": shape_init(b.shape),
+        "output": shape_init(out.shape), "input1_offset": -zero_point_of(a), "input2_offset": -zero_point_of(b),
+        "output_offset": zero_point_of(out), "left_shift": p["left_shift"],
+        "input1_multiplier": p["input1_multiplier"], "input1_shift": p["input1_shift"],
+        "input2_multiplier": p["input2_multiplier"], "input2_shift": p["input2_shift"],
+        "output_multiplier": p["output_multiplier"], "output_shift": p["output_shift"],
+        "act_min": lo, "act_max": hi}))
+
+
+def lower_sub(lw: Lowering, op: Operator) -> PlanStep:
+    # TFLM's int8 SUB prepares exactly as ADD does; only the kernel subtracts.
+    step = lower_add(lw, op)
+    step.kernel, step.params_type = "EP_KERNEL_SUB", "ep_sub_params"
+    return step
+
+
+def _minmax(lw: Lowering, op: Operator, kernel: str) -> PlanStep:
+    a, b, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    return lw.constant_operands(lw.step(op, kernel, "ep_minmax_params", op.inputs[:2], {
+        "input1": shape_init(a.shape), "input2": shape_init(b.shape),
+        "output": shape_init(out.shape)}))
+
+
+def lower_maximum(lw: Lowering, op: Operator) -> PlanStep:
+    return _minmax(lw, op, "EP_KERNEL_MAXIMUM")
+
+
+def lower_minimum(lw: Lowering, op: Operator) -> PlanStep:
+    return _minmax(lw, op, "EP_KERNEL_MINIMUM")
+
+
+def lower_mul(lw: Lowering, op: Operator) -> PlanStep:
+    a, b, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    m, s = quant.mul_multiplier(scale_of(a), scale_of(b), scale_of(out))
+    lo, hi = quant.activation_range(op.fused_activation, scale_of(out), zero_point_of(out))
+    return lw.constant_operands(lw.step(op, "EP_KERNEL_MUL", "ep_mul_params", op.inputs[:2], {
+        "input1": shape_init(a.shape), "input2": shape_init(b.shape),
+        "output": shape_init(out.shape), "input1_offset": -zero_point_of(a), "input2_offset": -zero_point_of(b),
+        "output_offset": zero_point_of(out), "output_multiplier": m, "output_shift": s,
+        "act_min": lo, "act_max": hi}))
+
+
+register("ADD", lower_add, _check_binary, data_inputs=2)
+register("SUB", lower_sub, _check_binary, data_inputs=2)
+register("MUL", lower_mul, _check_binary, data_inputs=2)
+register("MAXIMUM", lower_maximum, _check_binary, data_inputs=2)
+register("MINIMUM", lower_minimum, _check_binary, data_inputs=2)

@@ -1,0 +1,155 @@
+"""CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: the operators with weights (dense or palette)
+and per-channel requantization, and their kernels' scratch sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import quant
+from ..plan import PlanStep, shape4, shape_init
+from ..resources import FIRMWARE_DIR
+from ..tflite import Model, Operator
+from .base import (
+    Lowering,
+    dilation,
+    register,
+    scale_of,
+    zero_point_of,
+)
+
+
+def palette_table_bytes() -> int:
+    """The runtime's palette lookup-table scratch (EP_PALETTE_TABLE_BYTES in ep_internal.h)."""
+    import re
+
+    text = (FIRMWARE_DIR / "src" / "ep_internal.h").read_text(encoding="utf-8")
+    m = re.search(r"#define\s+EP_PALETTE_TABLE_BYTES\s+(\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def conv2d_scratch_bytes(patch_len: int, palette: bool) -> int:
+    """ep_conv2d_s8_get_buffer_size: the palette table, then an int16 im2col patch of
+    patch_len + 1 elements (a zero pad for pair reads) rounded up to 4 bytes.
+    tests/test_scratch_sizes.py checks this against the compiled C function."""
+    return (palette_table_bytes() if palette else 0) + (((patch_len + 1) * 2 + 3) & ~3)
+
+
+def fully_connected_scratch_bytes(input_depth: int, palette: bool) -> int:
+    """ep_fully_connected_s8_get_buffer_size: as CONV_2D with the input row for the patch."""
+    return conv2d_scratch_bytes(input_depth, palette)
+
+
+def depthwise_conv2d_scratch_bytes(palette: bool) -> int:
+    """ep_depthwise_conv2d_s8_get_buffer_size: only palette weights need scratch (the table)."""
+    return palette_table_bytes() if palette else 0
+
+
+def _check_weighted(model: Model, op: Operator) -> str | None:
+    if len(op.inputs) < 2 or op.inputs[1] < 0 or not model.tensors[op.inputs[1]].is_constant:
+        return "weights that are not constant are not supported"
+    w = model.tensors[op.inputs[1]]
+    if w.dtype != "int8":
+        return f"{w.dtype} weights are not supported (int8 only)"
+    if w.quantization is None:
+        return f"weights '{w.name}' have no quantization"
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = model.tensors[op.inputs[2]]
+        if not b.is_constant:
+            return "a bias that is not constant is not supported"
+        if b.dtype != "int32":
+            return f"{b.dtype} bias is not supported (int32 only)"
+    inp = model.tensors[op.inputs[0]]
+    if op.opcode == "FULLY_CONNECTED":
+        if len(w.shape) != 2:
+            return f"weights of rank {len(w.shape)} (expected [outputs, inputs])"
+        if op.options.get("weights_format", 0) not in (0, "DEFAULT"):  # 1: SHUFFLED4x16INT8
+            return f"weights format {op.options['weights_format']} (shuffled) is not supported"
+        if inp.size % w.shape[1]:
+            return f"input of {inp.size} values is not a multiple of the {w.shape[1]} weights a row"
+        if w.quantization.per_channel and np.any(w.quantization.zero_point != 0):
+            return "per-channel weights with non-zero zero points are not supported"
+        return None
+    if len(w.shape) != 4 or len(inp.shape) != 4:
+        return "input and weights must be 4-D (NHWC, OHWI)"
+    if np.any(w.quantization.zero_point != 0):
+        return "weights with non-zero zero points are not supported (TFLM int8 is symmetric)"
+    if op.opcode == "CONV_2D" and w.shape[3] != inp.shape[3]:
+        return (f"grouped convolution ({inp.shape[3]} input channels, filter has {w.shape[3]}) "
+                "is not supported")
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        mult = op.options.get("depth_multiplier", 1)
+        if w.shape[3] % inp.shape[3] or (mult and w.shape[3] != inp.shape[3] * mult):
+            return (f"{w.shape[3]} output channels are not {inp.shape[3]} input channels times "
+                    f"depth multiplier {mult}")
+    return None
+
+
+def window_params(lw: Lowering, op: Operator, step: PlanStep, out_channels: int, weight_rows: int,
+                   extra: dict) -> dict:
+    """What CONV_2D and DEPTHWISE_CONV_2D share: shapes, stride, dilation, SAME padding,
+    offsets, the activation range, and the requantization, weight and bias arrays."""
+    inp, w, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    o = op.options
+    _, ih, iw, _ = shape4(inp.shape)
+    _, kh, kw, _ = w.shape
+    _, oh, ow, _ = shape4(out.shape)
+    sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
+    dh, dw = dilation(o)
+    same = o.get("padding") == "SAME"
+    lo, hi = quant.activation_range(op.fused_activation, scale_of(out), zero_point_of(out))
+    return {
+        "input": shape_init(inp.shape), "filter": shape_init(w.shape),
+        "output": shape_init(out.shape), **extra, "stride_h": sh, "stride_w": sw,
+        "dilation_h": dh, "dilation_w": dw,
+        "pad_top": quant.same_padding(ih, oh, sh, kh, dh) if same else 0,
+        "pad_left": quant.same_padding(iw, ow, sw, kw, dw) if same else 0,
+        "input_offset": -zero_point_of(inp), "output_offset": zero_point_of(out), "act_min": lo, "act_max": hi,
+        "requant": lw.requant(op, inp, w, out, out_channels),
+        "weights": lw.weights(op, w, weight_rows, step),
+        "bias": lw.bias(op, out_channels)}
+
+
+def lower_conv_2d(lw: Lowering, op: Operator) -> PlanStep:
+    oc, kh, kw, wc = lw.t(op.inputs[1]).shape
+    step = lw.step(op, "EP_KERNEL_CONV2D", "ep_conv2d_params", [op.inputs[0]])
+    step.params = window_params(lw, op, step, oc, oc, {})
+    step.scratch_bytes = conv2d_scratch_bytes(kh * kw * wc,
+                                              step.weights_form.startswith("palette"))
+    return step
+
+
+def lower_depthwise_conv_2d(lw: Lowering, op: Operator) -> PlanStep:
+    ic = shape4(lw.t(op.inputs[0]).shape)[3]
+    oc = lw.t(op.inputs[1]).shape[3]
+    step = lw.step(op, "EP_KERNEL_DEPTHWISE_CONV2D", "ep_depthwise_conv2d_params",
+                      [op.inputs[0]])
+    # depthwise weights [1, KH, KW, C*M] are one packed row
+    step.params = window_params(lw, op, step, oc, 1, {"depth_multiplier": oc // ic})
+    step.scratch_bytes = depthwise_conv2d_scratch_bytes(step.weights_form.startswith("palette"))
+    return step
+
+
+def lower_fully_connected(lw: Lowering, op: Operator) -> PlanStep:
+    inp, w, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    out_depth, in_depth = w.shape
+    step = lw.step(op, "EP_KERNEL_FULLY_CONNECTED", "ep_fully_connected_params",
+                      [op.inputs[0]])
+    lo, hi = quant.activation_range(op.fused_activation, scale_of(out), zero_point_of(out))
+    wq = w.quantization
+    step.params = {
+        "batches": inp.size // in_depth, "input_depth": in_depth, "output_depth": out_depth,
+        "input_offset": -zero_point_of(inp),
+        "weights_offset": -int(wq.zero_point[0]) if wq is not None and not wq.per_channel else 0,
+        "output_offset": zero_point_of(out), "act_min": lo, "act_max": hi,
+        "requant": lw.requant(op, inp, w, out, out_depth),
+        "weights": lw.weights(op, w, out_depth, step),
+        "bias": lw.bias(op, out_depth)}
+    step.scratch_bytes = fully_connected_scratch_bytes(
+        in_depth, step.weights_form.startswith("palette"))
+    return step
+
+
+register("CONV_2D", lower_conv_2d, _check_weighted)
+register("DEPTHWISE_CONV_2D", lower_depthwise_conv_2d, _check_weighted)
+register("FULLY_CONNECTED", lower_fully_connected, _check_weighted)
