@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgepack import flash, project
+from edgepack import flash
+from edgepack.project import mcc_address
 from edgepack.cli import main
 
 from .conftest import fixture_path
@@ -55,6 +56,6 @@ def test_flash_without_a_drive_or_probe_says_what_it_looked_for(project, monkeyp
 
 
 def test_mcc_addresses_follow_the_mps3_memory_map():
-    assert project.mcc_address(0x10000000) == 0x00000000
-    assert project.mcc_address(0x70001000) == 0x0C001000
-    assert project.mcc_address(0x31000000) is None
+    assert mcc_address(0x10000000) == 0x00000000
+    assert mcc_address(0x70001000) == 0x0C001000
+    assert mcc_address(0x31000000) is None
