@@ -131,7 +131,7 @@ def test_built_for_corstone_300_it_runs_bit_exactly_under_qemu_and_on_the_npu_mo
 
 
 def test_the_agreement_check_gives_the_same_figures_in_one_process_or_two(small, monkeypatch):
-    import edgepack.fold as fold
+    import edgepack.fold.agreement as fold
 
     model = read_model(small)
     folded = fold_model(model, 16, check_agreement=False).model
