@@ -81,7 +81,8 @@ def _io_tensor(model: Model, t: int, arena: ArenaPlan) -> dict:
     tensor = model.tensors[t]
     q = tensor.quantization
     shape = [int(d) for d in tensor.shape]
-    return {"offset": arena.offsets[t], "size": tensor.size, "name": tensor.name, "shape": shape,
+    name = "".join(c if c.isprintable() and c not in '"\\?' else "_" for c in tensor.name)  # a C string literal
+    return {"offset": arena.offsets[t], "size": tensor.size, "name": name, "shape": shape,
             "dims": (shape + [0] * 4)[:4] if len(shape) <= 4 else shape[:4], "rank": len(shape),
             "scale": repr(float(q.scale[0])) + "f" if q is not None else "1.0f",
             "zero_point": int(q.zero_point[0]) if q is not None else 0}
