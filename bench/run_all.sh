@@ -37,5 +37,6 @@ run bench/build_time.py
 run bench/fold_time.py
 run bench/accuracy.py
 run bench/mobilenet.py
+run bench/cosim.py --repeat 1
 
 echo "_all benchmarks: $(( $(date +%s) - start )) s_"

@@ -46,6 +46,7 @@ class LayerInfo:
     opcode: str
     kernel: str
     target: str  # "npu" or "cpu" on NPU boards (Vela's placement), "cpu" otherwise
+    runs_on: str  # where this firmware runs it: "npu" (an NPU step) or "cpu" (edgepack's runtime)
     weights_form: str
     weight_bytes: int
     dense_weight_bytes: int
@@ -68,6 +69,7 @@ class BuildResult:
     board_description: str
     npu: str | None  # Vela accelerator config, None on CPU-only boards
     npu_path_executed: str  # where Vela's command stream has run: "nowhere" after a build
+    plan_kind: str  # "mixed": NPU steps + CPU steps (the firmware drives the NPU); "cpu": all on the CPU
     golden_count: int
     golden_source: str
     arena_bytes: int
@@ -79,9 +81,11 @@ class BuildResult:
     weight_bytes_folded: int  # codebooks + packed indices (+ dense where not folded)
     data_bytes_by_kind: dict[str, int]
     regions: list[RegionSize]
-    layers: list[LayerInfo]
+    layers: list[LayerInfo]  # the plan's steps, in order (what the firmware runs)
+    operators: list[LayerInfo]  # one per folded-model operator, where this firmware runs it
     fold: list[dict]
     fold_agreement: dict | None
+    npu_steps: list[dict]  # mixed plan: each NPU step's payload, regions, covered operators
     vela: dict | None  # raw vs folded (encoded weight bytes, cycles, SRAM), CPU operators
     golden_layout: list[dict] = field(default_factory=list)  # data/golden.bin: symbol, offset, size
     input_shapes: list[list[int]] = field(default_factory=list)
@@ -191,7 +195,7 @@ def _check_regions(board: BoardSpec, model_path: str, arena: int, model_data: in
 
 def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="auto",
           max_error_db: float | None = None, input_npy: str | None = None, force: bool = False,
-          progress=None, timings: dict | None = None) -> BuildResult:
+          cpu_only: bool = False, progress=None, timings: dict | None = None) -> BuildResult:
     """Build the firmware project for `model_path` on `board_name` into `out`."""
     from . import fold as fold_stage
 
@@ -222,7 +226,8 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
 
         say(f"compiling with Vela for {board.npu.accelerator} (model as given, and folded)")
         t1 = time.perf_counter()
-        cmp = vela_stage.compare_raw_and_folded(model_path, folded_bytes, board)
+        cmp = vela_stage.compare_raw_and_folded(model_path, folded_bytes, board,
+                                                verbose_performance=not cpu_only)
         timings["vela_s"] = time.perf_counter() - t1
         vela_stage.check_cpu_operators(cmp.folded, model_path)
         vela_stage.check_budget(cmp.folded, board, model_path)
@@ -237,14 +242,29 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     else:
         vela_optimized = None
 
-    say("planning the runtime kernel calls and the arena")
-    steps, blob = codegen.lower_model(folded, _palettes(fr))
-    arena = codegen.plan_arena(folded, steps)
+    mixed = None
+    # the runtime's driver speaks the Ethos-U55/U65 interface; U85 boards keep the CPU plan
+    if vela_optimized is not None and not cpu_only and board.npu.family in ("u55", "u65"):
+        from .codegen.mixed import lower_mixed
+
+        say("planning NPU steps (Vela's command streams) and CPU steps over one arena")
+        mixed = lower_mixed(folded, vela_optimized, _palettes(fr), model_path,
+                            _cycles_by_operator(folded, cmp.folded))
+        steps, blob, arena = mixed.steps, mixed.blob, mixed.arena
+    else:
+        say("planning the runtime kernel calls and the arena")
+        steps, blob = codegen.lower_model(folded, _palettes(fr))
+        arena = codegen.plan_arena(folded, steps)
 
     say("computing golden outputs with TFLM")
     t2 = time.perf_counter()
     g_in, g_source = golden_inputs(model, input_npy)
     g_out = tflm_outputs(folded_bytes, g_in, len(folded.outputs))
+    if mixed is not None:
+        g_out, differ = npu_board_golden_outputs(vela_optimized, g_in, g_out)
+        if differ:
+            g_source += (f"; expected outputs from edgepack's functional Ethos-U model, which differs "
+                         f"from TFLM in {differ} bytes")
     timings["golden_s"] = time.perf_counter() - t2
     golden = DataBlob("golden")
     in_syms, out_syms = [], []
@@ -257,27 +277,40 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     regions = _check_regions(board, model_path, arena.size, len(model_data), len(golden_data))
 
     layers = [codegen_layer(s, folded, arena, placement) for s in steps]
+    if mixed is not None:
+        # per folded-model operator (the report's rows): lowered as the CPU path would lower it,
+        # placed where this firmware runs it; operators inside an NPU step have no arena offset
+        cpu_view, _ = codegen.lower_model(folded, _palettes(fr))
+        operators = [codegen_layer(s, folded, arena, placement) for s in cpu_view]
+    else:
+        cpu_view, operators = steps, layers
+    npu_steps = [npu_step_info(s) for s in steps if s.kernel == "EP_KERNEL_ETHOSU"]
     result = BuildResult(
         edgepack_version=__version__, model=str(model_path), model_sha256=model.sha256,
         folded_model_sha256=_sha256(folded_bytes), board=board.name,
         board_file=board.name if board.path.parent == BOARDS_DIR else str(board.path),
         board_description=board.description,
         npu=board.npu.accelerator if board.npu else None,
-        npu_path_executed=("nowhere yet: no FVP ran it; `edgepack run --sim npu-model` executes "
-                           "it in edgepack's functional Ethos-U model") if board.npu else
+        npu_path_executed=("nowhere yet: `edgepack run` runs the firmware with the NPU "
+                           "co-simulated under QEMU (or on an FVP)") if mixed is not None else
+                          ("not in this firmware (--cpu-only): `edgepack run --sim npu-model` executes "
+                           "Vela's command stream in edgepack's functional Ethos-U model") if board.npu else
                           "not applicable: the board has no NPU",
+        plan_kind="mixed" if mixed is not None else "cpu",
         golden_count=len(g_in), golden_source=g_source, arena_bytes=arena.size,
         arena_naive_bytes=arena.naive_size, scratch_bytes=arena.scratch_bytes,
         model_data_bytes=len(model_data), golden_bytes=len(golden_data),
-        weight_bytes_dense=sum(s.dense_weight_bytes for s in steps),
-        weight_bytes_folded=sum(s.weight_bytes for s in steps),
-        data_bytes_by_kind=blob.bytes_by_kind(), regions=regions, layers=layers,
+        # the model's weights as int8 and in palette form (Vela's encoding: `vela`)
+        weight_bytes_dense=sum(s.dense_weight_bytes for s in cpu_view),
+        weight_bytes_folded=sum(s.weight_bytes for s in cpu_view),
+        data_bytes_by_kind=blob.bytes_by_kind(), regions=regions, layers=layers, operators=operators,
         fold=[_fold_entry(ft) for ft in fr.tensors],
         fold_agreement=asdict(fr.agreement) if fr.agreement is not None else None,
         vela=vela_info,
         golden_layout=[{"symbol": a.symbol, "offset": a.offset, "size": a.size} for a in golden.arrays],
         input_shapes=[list(folded.tensors[i].shape) for i in folded.inputs],
-        output_shapes=[list(folded.tensors[i].shape) for i in folded.outputs])
+        output_shapes=[list(folded.tensors[i].shape) for i in folded.outputs],
+        npu_steps=npu_steps)
 
     say(f"writing the project into {out}")
     t3 = time.perf_counter()
@@ -340,12 +373,47 @@ def _fold_entry(ft) -> dict:
             "hypothesis": ft.hypothesis}
 
 
+def _cycles_by_operator(folded: Model, vela_result) -> dict[int, int]:
+    """Vela's estimated cycles per folded-model operator (per-layer CSV rows by output name)."""
+    by_name = {folded.tensors[o].name: op.index for op in folded.operators for o in op.outputs}
+    out: dict[int, int] = {}
+    for layer in vela_result.layers:
+        i = by_name.get(layer.name)
+        if i is not None and layer.target.upper() == "NPU":
+            out[i] = out.get(i, 0) + int(layer.op_cycles)
+    return out
+
+
+def npu_board_golden_outputs(vela_model: bytes, inputs: list[list[np.ndarray]],
+                             tflm: list[list[np.ndarray]]) -> tuple[list[list[np.ndarray]], int]:
+    """The golden outputs of a firmware that drives the NPU: what edgepack's functional Ethos-U
+    model computes for Vela's optimized model (operators Vela leaves on the CPU through TFLM, one
+    operator at a time, as the C runtime computes them bit-exactly). Where the NPU and TFLM
+    compute differently (edgepack/npu/compare.py), the device's answer is the NPU's; where they
+    agree this equals `tflm`. Returns (outputs, bytes that differ from `tflm`)."""
+    from .npu.golden import functional_model_outputs
+
+    npu = functional_model_outputs(vela_model, inputs)
+    differ = sum(int(np.count_nonzero(np.asarray(a).astype(np.int8).reshape(-1) != np.asarray(b).reshape(-1)))
+                 for row_a, row_b in zip(npu, tflm) for a, b in zip(row_a, row_b))
+    return [[np.asarray(a).astype(np.int8).reshape(np.asarray(b).shape) for a, b in zip(row_a, row_b)]
+            for row_a, row_b in zip(npu, tflm)], differ
+
+
+def npu_step_info(step) -> dict:
+    return {"npu_index": step.npu_index, "symbol": step.symbol, "covers": step.covers,
+            "payload_symbol": step.payload_symbol, "payload_bytes": step.payload_bytes,
+            "estimated_cycles": step.estimated_cycles,
+            "regions": [asdict(r) for r in step.regions]}
+
+
 def codegen_layer(step: PlanStep, model: Model, arena: codegen.ArenaPlan,
                   placement: dict[int, str]) -> LayerInfo:
     return LayerInfo(index=step.index, opcode=step.opcode, kernel=step.kernel,
-                     target=placement.get(step.index, "cpu"), weights_form=step.weights_form,
+                     target="npu" if step.kernel == "EP_KERNEL_ETHOSU" else placement.get(step.index, "cpu"),
+                     runs_on="npu" if step.kernel == "EP_KERNEL_ETHOSU" else "cpu", weights_form=step.weights_form,
                      weight_bytes=step.weight_bytes, dense_weight_bytes=step.dense_weight_bytes,
-                     output_offset=arena.offsets[step.output],
+                     output_offset=arena.offsets.get(step.output, -1),
                      output_bytes=model.tensors[step.output].size,
                      output_name=model.tensors[step.output].name,
                      output_shape=[int(d) for d in model.tensors[step.output].shape])

@@ -228,7 +228,7 @@ def report_from_build(build, model=None, fold=None) -> Report:
 
     rows: list[LayerRow] = []
     entropy_total, folded_total, seen = 0.0, 0, set()
-    for layer in b.get("layers", []):
+    for layer in b.get("operators") or b.get("layers", []):
         op = model.operators[layer["index"]] if model is not None else None
         out = model.tensors[op.outputs[0]] if op is not None and op.outputs else None
         f = fold_by_op.get(layer["index"])

@@ -20,7 +20,7 @@ from .errors import BuildError, UsageError
 from .project import build_firmware, load_build_json, map_memory_usage
 from .tools import fvp_path, require_tool, tail_error
 
-SIMS = ("auto", "fvp", "qemu", "host", "npu-model")
+SIMS = ("auto", "fvp", "qemu", "cosim", "host", "npu-model")
 DEFAULT_TIMEOUT_S = 120
 RESULT_RE = re.compile(r"EDGEPACK RESULT: (PASS|FAIL)(.*)")
 LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s*$")
@@ -30,13 +30,13 @@ EXIT_MEANING = {0: "pass", 1: "output mismatch", 2: "runtime error", 3: "hard fa
 
 @dataclass
 class RunResult:
-    sim: str  # "fvp", "qemu", "host", "npu-model"
+    sim: str  # "fvp", "qemu", "cosim", "host", "npu-model"
     where: str  # what ran, in words
     passed: bool
     exit_code: int | None
     result_line: str
     counter: str  # what the per-layer numbers count
-    layers: list[dict] = field(default_factory=list)  # {"index", "opcode", "count"}
+    layers: list[dict] = field(default_factory=list)  # {"index", "opcode", "count"[, "npu_estimate_cycles"]}
     total: int = 0
     instructions: int | None = None  # QEMU -icount: instructions per inference (all layers)
     wall_s: float = 0.0
@@ -45,6 +45,9 @@ class RunResult:
     failure: str = ""  # one line when not passed
     memory: list[dict] = field(default_factory=list)  # per region, from the map file
     first_difference: dict | None = None  # npu-model: the first layer that differs (npu.compare)
+    npu_ran: str = ""  # where the firmware's NPU steps ran: "co-simulated (...)", "FVP", "board", ""
+    npu_streams: int = 0  # cosim: command streams the firmware started
+    npu_register_accesses: int = 0  # cosim: NPU register accesses emulated
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -110,6 +113,51 @@ def run_qemu(build_dir: Path, board: BoardSpec, timeout: float) -> RunResult:
     return r
 
 
+def run_qemu_cosim(build_dir: Path, board: BoardSpec, info: dict, timeout: float,
+                   accelerator: str | None = None) -> RunResult:
+    """The firmware ELF under QEMU with the NPU co-simulated (edgepack.npu.cosim). NPU steps'
+    counts are Vela's estimates (the co-simulated NPU takes no time); CPU steps as under QEMU.
+    `accelerator` plays another NPU than the board's (to check the firmware refuses it)."""
+    from .npu.cosim import WHERE, run_cosim
+
+    require_tool("qemu-system-arm")
+    machine = board.sim.qemu_machine
+    t0 = time.perf_counter()
+    run = run_cosim(build_dir / "firmware.elf", info, accelerator or board.npu.accelerator,
+                    board.npu.base_address, machine, timeout)
+    out = run.output
+    result, layers, counter = parse_output(out)
+    estimates = {s["symbol"]: s["estimated_cycles"] for s in info.get("npu_steps", [])}
+    npu_positions = [i for i, layer in enumerate(info["layers"]) if layer["kernel"] == "EP_KERNEL_ETHOSU"]
+    for pos, est in zip(npu_positions, estimates.values()):
+        for layer in layers:
+            if layer["index"] == pos:
+                # QEMU's virtual clock runs on while the co-simulation holds the CPU, so the
+                # firmware's count for an NPU step measures the pause: drop it. The NPU's time is
+                # Vela's estimate, kept apart and labelled.
+                layer["count"] = 0
+                layer["npu_estimate_cycles"] = est * int(info.get("golden_count", 1))
+    r = RunResult(sim="cosim", where=f"QEMU {machine}, the NPU {WHERE}", passed=False,
+                  exit_code=run.exit_code, result_line=result, counter=counter + (
+                      " (CPU steps; NPU steps: Vela's estimate)" if estimates else ""), layers=layers,
+                  total=sum(x["count"] for x in layers), wall_s=time.perf_counter() - t0,
+                  command=run.log[:1], output=out, npu_ran=WHERE, npu_streams=run.streams,
+                  npu_register_accesses=run.accesses)
+    if run.failure:
+        r.failure = run.failure
+    elif not result:
+        r.failure = f"no EDGEPACK RESULT line (exit code {run.exit_code}): {tail_error(out)}"
+    elif result.startswith("EDGEPACK RESULT: FAIL"):
+        r.failure = result[len("EDGEPACK RESULT: "):]
+    elif run.exit_code not in (0, None):
+        r.failure = f"exit code {run.exit_code} ({EXIT_MEANING.get(run.exit_code, 'unknown')}) after a PASS line"
+    elif run.streams == 0 and info.get("npu_steps"):
+        r.failure = "the firmware never started the NPU"
+    else:
+        r.passed = True
+    return r
+
+
 def fvp_command(fvp: str, elf: Path, board: BoardSpec, timeout: float) -> list[str]:
     """The FVP command line for `board`, as Arm's evaluation kit runs it: load the ELF
     (`-a`), the board file's `-C` parameters (UART0 to stdout, unbuffered, shutdown on EOT,
@@ -146,26 +194,38 @@ def fvp_installed(board: BoardSpec) -> bool:
     return fvp_path(board.sim.fvp) is not None
 
 
-def choose_sims(board: BoardSpec, sim: str) -> list[str]:
-    """What `--sim` means for this board ("auto": the FVP if installed, else QEMU, else host;
-    on NPU boards the functional NPU model as well, since the generated firmware drives no NPU)."""
+def choose_sims(board: BoardSpec, sim: str, plan_kind: str = "cpu") -> list[str]:
+    """What `--sim` means for this board ("auto": the FVP if installed; else, for firmware that
+    drives the NPU (a mixed plan), QEMU with the NPU co-simulated; else QEMU, else host; for
+    --cpu-only firmware on NPU boards the functional NPU model as well)."""
     if sim not in SIMS:
         raise UsageError(f"unknown --sim {sim!r}; choose one of: {', '.join(SIMS)}")
     if sim != "auto":
         if sim == "fvp" and not fvp_installed(board):
             raise BuildError(f"board {board.name}: FVP {board.sim.fvp or '(none)'} is not on PATH "
                              "(Arm's Corstone FVPs are a separate download from developer.arm.com)")
-        if sim == "qemu" and not board.sim.qemu_machine:
+        if sim in ("qemu", "cosim") and not board.sim.qemu_machine:
             raise UsageError(f"board {board.name} has no QEMU machine; use --sim host")
         if sim == "npu-model" and board.npu is None:
             raise UsageError(f"board {board.name} has no NPU; --sim npu-model needs one")
+        if sim == "npu-model" and plan_kind == "mixed":
+            raise UsageError("--sim npu-model runs a --cpu-only build's plan beside Vela's model; this "
+                             "firmware drives the NPU itself: use --sim cosim (or auto)")
+        if sim == "cosim" and plan_kind != "mixed":
+            raise UsageError("--sim cosim needs firmware that drives the NPU (built without --cpu-only "
+                             "for a board with an NPU)")
         return [sim]
     if board.sim.host:
         return ["host"]
     if fvp_installed(board):
-        chosen = ["fvp"]  # the firmware runs the CPU path there: the NPU path still needs the model
-    else:
-        chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
+        return ["fvp"]
+    if plan_kind == "mixed":
+        if board.sim.qemu_machine:
+            return ["cosim"]
+        raise UsageError(f"board {board.name}: this firmware drives the NPU and runs on "
+                         f"{board.sim.fvp or 'its FVP'} or the board; QEMU has no machine for it. "
+                         "Build with --cpu-only for a host run")
+    chosen = ["qemu"] if board.sim.qemu_machine else ["host"]
     # the functional model executes every U55 configuration and the single-core U65-256
     if board.npu is not None and (board.npu.family == "u55" or board.npu.accelerator == "ethos-u65-256") \
             and _npu_model_available():
@@ -189,7 +249,7 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
     project = Path(project).resolve()
     board = load_board(info.get("board_file", info["board"]))
     results = []
-    for s in choose_sims(board, sim):
+    for s in choose_sims(board, sim, info.get("plan_kind", "cpu")):
         if s == "npu-model":
             say("running Vela's command stream in the functional Ethos-U model")
             r = run_npu_model(project, info, board, timeout)
@@ -203,6 +263,9 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
         say(f"running on {s}")
         if s == "qemu":
             r = run_qemu(build_dir, board, timeout)
+        elif s == "cosim":
+            say("running under QEMU with the Ethos-U co-simulated")
+            r = run_qemu_cosim(build_dir, board, info, timeout)
         elif s == "fvp":
             r = run_fvp(build_dir, board, timeout)
         else:

@@ -13,7 +13,8 @@ from .errors import BuildError
 # What installs each tool on Debian/Ubuntu.
 APT_PACKAGES = {
     "cmake": "cmake", "ninja": "ninja-build", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
-    "arm-none-eabi-objcopy": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm",
+    "arm-none-eabi-objcopy": "binutils-arm-none-eabi", "arm-none-eabi-nm": "binutils-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
     "gcc": "gcc",
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job in one command, on a fresh Debian/Ubuntu machine: set up (apt + venv), build the
-# bundled clustered digits model for the default board (Corstone-300), run the firmware under
-# QEMU (and Vela's NPU command stream in edgepack's functional Ethos-U model), and compare with
-# TFLM bit for bit. Exits non-zero on any mismatch.
+# bundled clustered digits model for the default board (Corstone-300: the firmware drives the
+# Ethos-U55), run the firmware ELF under QEMU with the NPU co-simulated (edgepack's functional
+# Ethos-U model answers the firmware's driver), and compare with the golden outputs bit for bit.
+# Exits non-zero on any mismatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup

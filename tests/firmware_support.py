@@ -9,15 +9,18 @@ import pytest
 
 from edgepack.build import build
 
-_CACHE: dict[tuple[str, str], Path] = {}
+_CACHE: dict[tuple[str, str, bool], Path] = {}
 
 
-def built_project(tmp_root: Path, model: Path, board: str) -> Path:
-    """The project of `model` for `board`, built once per test session."""
-    key = (model.name, board)
+def built_project(tmp_root: Path, model: Path, board: str, cpu_only: bool = True) -> Path:
+    """The project of `model` for `board`, built once per test session. By default the CPU-only
+    firmware (`--cpu-only`: every operator in edgepack's runtime, what the build/run/flash tests
+    check); `cpu_only=False` gives the default firmware, which drives the NPU on NPU boards
+    (tests/test_cosim.py)."""
+    key = (model.name, board, cpu_only)
     if key not in _CACHE:
-        out = tmp_root / f"{model.stem}_{board}"
-        build(str(model), board, out)
+        out = tmp_root / f"{model.stem}_{board}{'' if cpu_only else '_npu'}"
+        build(str(model), board, out, cpu_only=cpu_only)
         _CACHE[key] = out
     return _CACHE[key]
 

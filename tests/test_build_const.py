@@ -105,7 +105,7 @@ def test_mps3_an547_build_runs_bit_exactly_under_qemu(model_path, tmp_path, caps
 @needs("cmake", "ninja", "gcc")
 def test_corstone_300_npu_model_runs_bit_exactly(model_path, tmp_path, capsys):
     project = tmp_path / "fw"
-    build_cli(model_path, project, capsys, "--board", "corstone-300")
+    build_cli(model_path, project, capsys, "--board", "corstone-300", "--cpu-only")
     rc = main(["run", str(project), "--sim", "npu-model", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["passed"], data

@@ -33,7 +33,7 @@ def _fits(text: str, columns: int = 80) -> list[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "fw"
-    r = edgepack("build", MODEL, "--board", "corstone-300", "-o", out, "--json")
+    r = edgepack("build", MODEL, "--board", "corstone-300", "-o", out, "--cpu-only", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)  # the whole of stdout is one JSON document
     assert info["board"] == "corstone-300"

@@ -96,7 +96,7 @@ def test_layer_table_has_every_operator_with_its_fold(builds):
     model = read_model(fixture_path(MODEL))
     assert [(l["index"], l["op_type"]) for l in rep["layers"]] == \
         [(op.index, op.opcode) for op in model.operators]
-    for layer, info in zip(rep["layers"], b["layers"]):
+    for layer, info in zip(rep["layers"], b["operators"]):
         op = model.operators[layer["index"]]
         assert layer["output_shape"] == list(model.tensors[op.outputs[0]].shape)
         assert layer["arena_offset"] == info["output_offset"]

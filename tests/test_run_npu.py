@@ -44,7 +44,7 @@ def mixed(root) -> Path:
     model = root / "mixed.tflite"
     model.write_bytes(npu_cpu_npu_model())
     out = root / "mixed_corstone-300"
-    build(str(model), "corstone-300", out)
+    build(str(model), "corstone-300", out, cpu_only=True)
     return out
 
 

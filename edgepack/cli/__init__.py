@@ -317,6 +317,8 @@ def _add_build(sub) -> None:
     p.add_argument("--input", metavar="X.npy", help="golden inputs [N, ...] (int8, or float32 "
                    "real values); default: 4 seeded random int8 inputs")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--cpu-only", action="store_true", dest="cpu_only",
+                   help="NPU boards: run every operator on the CPU (the firmware drives no NPU)")
     p.add_argument("--json", action="store_true", help="print build.json's figures as JSON")
 
 
@@ -333,7 +335,7 @@ def _cmd_build(args) -> int:
     try:
         result = build(args.model, args.board, out, clusters=args.clusters,
                        max_error_db=args.max_error, input_npy=args.input, force=args.force,
-                       progress=progress, timings=timings)
+                       cpu_only=args.cpu_only, progress=progress, timings=timings)
     finally:
         progress.stop()
     _print_result(args, summary(result, out, timings),
@@ -356,10 +358,12 @@ def _add_run(sub) -> None:
                "  edgepack run fw/ --sim qemu --timeout 60 --json\n"
                "  edgepack run fw/ --sim npu-model        # the NPU path, no FVP needed")
     p.add_argument("dir", help="a project written by `edgepack build`")
-    p.add_argument("--sim", default="auto", choices=["auto", "fvp", "qemu", "host", "npu-model"],
+    p.add_argument("--sim", default="auto", choices=["auto", "fvp", "qemu", "cosim", "host", "npu-model"],
                    help="where to run (default: auto = the board's FVP if it is on PATH, else "
-                        "QEMU, else the host; plus npu-model on NPU boards). fvp: the Corstone "
-                        "FVP; qemu: the CPU path under QEMU; host: native gcc build; "
+                        "QEMU with the NPU co-simulated for firmware that drives the NPU, else "
+                        "QEMU, else the host; plus npu-model for --cpu-only firmware on NPU "
+                        "boards). fvp: the Corstone FVP; qemu: QEMU as is (no NPU); cosim: QEMU "
+                        "with edgepack's Ethos-U model playing the NPU; host: native gcc build; "
                         "npu-model: Vela's command stream in edgepack's Ethos-U model")
     p.add_argument("--timeout", type=float, default=120, metavar="S",
                    help="seconds before a run counts as hung (default: 120)")

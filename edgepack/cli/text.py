@@ -161,6 +161,10 @@ def build_text(result: BuildResult, out: str, console, timings: dict | None = No
         cpu = ", ".join(f"#{o['index']} {o['opcode']}" for o in v["cpu_operators"]) or "none"
         facts.add_row("operators", f"NPU {len(v['npu_operators'])}; CPU (edgepack runtime): {cpu}")
         facts.add_row("NPU path", r.npu_path_executed)
+    n_npu = len(r.npu_steps)
+    facts.add_row("plan", f"{n_npu} NPU step{'s' if n_npu != 1 else ''} (the firmware drives the NPU) + "
+                          f"{len(r.layers) - n_npu} CPU steps" if r.plan_kind == "mixed"
+                  else f"{len(r.layers)} CPU steps (every operator in edgepack's runtime)")
     facts.add_row("arena", f"{r.arena_bytes:,} B (scratch {r.scratch_bytes:,} B; "
                            f"{r.arena_naive_bytes:,} B without lifetime planning)")
     facts.add_row("golden", r.golden_source)
@@ -198,8 +202,15 @@ def run_text(results: list[RunResult], console) -> None:
             t.add_column("#", justify="right")
             t.add_column("operator")
             t.add_column(r.counter.split(" (")[0] or "count", justify="right")
+            estimates = any("npu_estimate_cycles" in layer for layer in r.layers)
+            if estimates:  # co-simulated NPU steps: Vela's estimate, not a measurement
+                t.add_column("NPU cycles (Vela's estimate)", justify="right")
             for layer in r.layers:
-                t.add_row(str(layer["index"]), layer["opcode"], f"{layer['count']:,}")
+                est = layer.get("npu_estimate_cycles")
+                row = [str(layer["index"]), layer["opcode"], "-" if est is not None else f"{layer['count']:,}"]
+                if estimates:
+                    row.append(f"{est:,}" if est is not None else "-")
+                t.add_row(*row)
             console.print(Padding(t, (0, 0, 0, 4), expand=False))
         if r.memory:
             console.print("  memory used, from the linker's map file:")

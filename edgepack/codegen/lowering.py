@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import BuildError
 from ..ops import OPERATORS, Lowering, unsupported_reason
 from ..plan import DataBlob, PaletteWeights, PlanStep
-from ..tflite import Model
+from ..tflite import Model, Operator
 
 
 def lower_model(model: Model, palettes: dict[int, PaletteWeights]) -> tuple[list[PlanStep], DataBlob]:
@@ -20,3 +20,17 @@ def lower_model(model: Model, palettes: dict[int, PaletteWeights]) -> tuple[list
             raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
         steps.append(OPERATORS[op.opcode].lower(lowering, op))
     return steps, blob
+
+
+def lower_operators(model: Model, palettes: dict[int, PaletteWeights], operators: list[Operator],
+                    blob: DataBlob) -> list[PlanStep]:
+    """One PlanStep per given operator (a subset of the model, e.g. those Vela leaves on the
+    CPU), their parameters added to `blob`."""
+    lowering = Lowering(model, palettes, blob)
+    steps = []
+    for op in operators:
+        reason = unsupported_reason(model, op)
+        if reason is not None:
+            raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
+        steps.append(OPERATORS[op.opcode].lower(lowering, op))
+    return steps

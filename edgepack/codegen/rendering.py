@@ -76,6 +76,18 @@ def as_dict(obj) -> dict:
     return asdict(obj)
 
 
+def _io_tensor(model: Model, t: int, arena: ArenaPlan) -> dict:
+    """A model input or output as the application API describes it (model.h)."""
+    tensor = model.tensors[t]
+    q = tensor.quantization
+    shape = [int(d) for d in tensor.shape]
+    name = "".join(c if c.isprintable() and c not in '"\\?' else "_" for c in tensor.name)  # a C string literal
+    return {"offset": arena.offsets[t], "size": tensor.size, "name": name, "shape": shape,
+            "dims": (shape + [0] * 4)[:4] if len(shape) <= 4 else shape[:4], "rank": len(shape),
+            "scale": repr(float(q.scale[0])) + "f" if q is not None else "1.0f",
+            "zero_point": int(q.zero_point[0]) if q is not None else 0}
+
+
 def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], arena: ArenaPlan,
                   blob: DataBlob, golden: DataBlob, model_data: bytes, golden_data: bytes,
                   golden_input_symbols, golden_output_symbols, result, vela_model: bytes | None,
@@ -88,8 +100,8 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
         header_c=file_header(model, "/*"), header_hash=file_header(model, "#"),
         header_asm=file_header(model, "/*"), board=board, model_name=model_name,
         host_board=host, steps=[], arena=arena, golden_count=len(golden_input_symbols),
-        inputs=[{"offset": arena.offsets[t], "size": model.tensors[t].size} for t in model.inputs],
-        outputs=[{"offset": arena.offsets[t], "size": model.tensors[t].size} for t in model.outputs],
+        inputs=[_io_tensor(model, t, arena) for t in model.inputs],
+        outputs=[_io_tensor(model, t, arena) for t in model.outputs],
         model_arrays=blob.arrays, golden_arrays=golden.arrays,
         golden_input_symbols=golden_input_symbols, golden_output_symbols=golden_output_symbols,
         npu=board.npu is not None and vela_model is not None, result=result,
@@ -107,7 +119,9 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
             input_offsets=[f"EP_CONST({constants.index(s.constants[t])})" if t in s.constants
                            else arena.offsets[t] for t in s.inputs],
             output_offset=arena.offsets[s.output],
-            target=placement.get(s.index, "cpu")))
+            target="npu" if s.kernel == "EP_KERNEL_ETHOSU" else "cpu",  # where this firmware runs it
+            covers=getattr(s, "covers", [])))
+    ctx["npu_plan"] = any(s["target"] == "npu" for s in ctx["steps"])
     files = copy_runtime(dest, model)
     ctx["runtime_c"] = [f for f in files if f.endswith(".c")]
 
@@ -118,7 +132,8 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
 
     plan = [("CMakeLists.txt.j2", "CMakeLists.txt"), ("README.md.j2", "README.md"),
             ("main.c.j2", "src/main.c"), ("model.h.j2", "src/model.h"),
-            ("model_plan.c.j2", "src/model_plan.c"), ("platform.h.j2", "src/platform.h"),
+            ("model_plan.c.j2", "src/model_plan.c"), ("golden.c.j2", "src/golden.c"),
+            ("golden.h.j2", "src/golden.h"), ("platform.h.j2", "src/platform.h"),
             ("platform_host.c.j2", "src/platform_host.c")]
     if not host:
         plan += [("startup.c.j2", "src/startup.c"), ("platform_arm.c.j2", "src/platform_arm.c"),

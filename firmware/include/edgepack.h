@@ -373,7 +373,8 @@ typedef enum {
     EP_KERNEL_RELU = 18,
     EP_KERNEL_LEAKY_RELU = 19,
     EP_KERNEL_MAXIMUM = 20,
-    EP_KERNEL_MINIMUM = 21
+    EP_KERNEL_MINIMUM = 21,
+    EP_KERNEL_ETHOSU = 64     /**< an `ethos-u` operator on the NPU: ep_ethosu_op_params (ep_ethosu.h) */
 } ep_kernel_id;
 
 /** Upper bound on ep_op.num_inputs. */

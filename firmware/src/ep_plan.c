@@ -1,5 +1,6 @@
 /* edgepack runtime: execution plan dispatcher (no interpreter, no allocation). */
 #include "ep_internal.h"
+#include "ep_ethosu.h"
 
 static int32_t shape_bytes(const ep_shape *s)
 {
@@ -91,6 +92,11 @@ int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i)
         return i <= 0 ? ((const ep_reshape_params *)pp)->size : -1;
     case EP_KERNEL_QUANTIZE:
         return i <= 0 ? ((const ep_quantize_params *)pp)->size : -1;
+    case EP_KERNEL_ETHOSU: {
+        const ep_ethosu_op_params *p = (const ep_ethosu_op_params *)pp;
+        if (i >= (int32_t)(sizeof p->input_bytes / sizeof p->input_bytes[0])) return -1;
+        return i < 0 ? p->output_bytes : p->input_bytes[i];
+    }
     default:
         return -1;
     }
@@ -106,6 +112,7 @@ static int32_t expected_inputs(int32_t kernel)
     case EP_KERNEL_MINIMUM:
         return 2;
     case EP_KERNEL_CONCATENATION:
+    case EP_KERNEL_ETHOSU:
         return -1; /* any */
     default:
         return 1;
@@ -222,6 +229,10 @@ ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, 
             break;
         case EP_KERNEL_QUANTIZE:
             st = ep_quantize_s8((const ep_quantize_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_ETHOSU:
+            /* driver statuses (EP_ETHOSU_*) pass through: they name the NPU's problem */
+            st = (ep_status)ep_ethosu_run_op((const ep_ethosu_op_params *)op->params, arena, arena_bytes);
             break;
         default:
             st = EP_ERR_UNSUPPORTED;
