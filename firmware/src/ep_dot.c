@@ -329,3 +329,51 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
         return (int32_t)acc;
     }
 }
+
+void ep_dot_dense_2x2(const int8_t *w0, const int8_t *w1, const int16_t *x0, const int16_t *x1, int32_t n,
+                      int32_t acc[4])
+{
+    /* Two rows against two pixels (CMSIS-NN's DSP block): each weight word and each input pair
+     * is loaded once for two MACs. x0, x1 as rearranged by ep_dense_prepare_row. */
+    ep_acc a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+    int32_t i = 0;
+#if EP_USE_DSP
+    const uint8_t *b0 = (const uint8_t *)w0, *b1 = (const uint8_t *)w1;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t wa = ep_load_u32le(b0 + i), wb = ep_load_u32le(b1 + i);
+        const uint32_t wa02 = __sxtb16(wa), wa13 = __sxtb16((wa >> 8) | (wa << 24));
+        const uint32_t wb02 = __sxtb16(wb), wb13 = __sxtb16((wb >> 8) | (wb << 24));
+        const uint32_t xa02 = ld_pair(x0 + i), xa13 = ld_pair(x0 + i + 2);
+        const uint32_t xb02 = ld_pair(x1 + i), xb13 = ld_pair(x1 + i + 2);
+        a00 = __smlad(wa02, xa02, a00);
+        a00 = __smlad(wa13, xa13, a00);
+        a01 = __smlad(wa02, xb02, a01);
+        a01 = __smlad(wa13, xb13, a01);
+        a10 = __smlad(wb02, xa02, a10);
+        a10 = __smlad(wb13, xa13, a10);
+        a11 = __smlad(wb02, xb02, a11);
+        a11 = __smlad(wb13, xb13, a11);
+    }
+#else
+    for (; i + 4 <= n; i += 4) {
+        int32_t k;
+        for (k = 0; k < 4; ++k) {
+            const int32_t xi = k == 1 ? 2 : k == 2 ? 1 : k; /* (x0, x2, x1, x3) order */
+            a00 += (uint32_t)(w0[i + k] * x0[i + xi]);
+            a01 += (uint32_t)(w0[i + k] * x1[i + xi]);
+            a10 += (uint32_t)(w1[i + k] * x0[i + xi]);
+            a11 += (uint32_t)(w1[i + k] * x1[i + xi]);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        a00 += (ep_acc)(w0[i] * x0[i]);
+        a01 += (ep_acc)(w0[i] * x1[i]);
+        a10 += (ep_acc)(w1[i] * x0[i]);
+        a11 += (ep_acc)(w1[i] * x1[i]);
+    }
+    acc[0] = (int32_t)a00;
+    acc[1] = (int32_t)a01;
+    acc[2] = (int32_t)a10;
+    acc[3] = (int32_t)a11;
+}
