@@ -29,6 +29,109 @@ int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p
     return (int32_t)fc_scratch(p);
 }
 
+#if EP_USE_MVE
+/* Weight rows read by the Helium loop: dense int8, or 4- / 8-bit palette indices decoded in
+ * registers (a VLDRB gather from the 256-byte codebook table in scratch). */
+enum { FC_DENSE, FC_PAL4, FC_PAL8 };
+
+/* 16 weights of a row from element i; `rem` < 16 only in the tail (lanes beyond it read 0). */
+static inline int8x16_t fc_load(const uint8_t *row, int32_t i, int32_t rem, const int8_t *table, const int mode)
+{
+    if (rem >= 16) {
+        if (mode == FC_PAL4) {
+            const uint16x8_t b = vldrbq_u16(row + (i >> 1));
+            const uint8x16_t idx = vreinterpretq_u8_u16(vandq_u16(vsliq_n_u16(b, b, 4), vdupq_n_u16(0x0F0F)));
+            return vldrbq_gather_offset_s8(table, idx);
+        }
+        if (mode == FC_PAL8) return vldrbq_gather_offset_s8(table, vldrbq_u8(row + i));
+        return vldrbq_s8((const int8_t *)row + i);
+    } else {
+        const mve_pred16_t pr = vctp8q((uint32_t)rem);
+        if (mode == FC_PAL4)
+            return vldrbq_gather_offset_z_s8(table, ep_mve_nibbles(row + (i >> 1), vctp16q((uint32_t)(rem + 1) >> 1)),
+                                             pr);
+        if (mode == FC_PAL8) return vldrbq_gather_offset_z_s8(table, vldrbq_z_u8(row + i, pr), pr);
+        return vldrbq_z_s8((const int8_t *)row + i, pr);
+    }
+}
+
+/* Four rows against one input vector: each 16-element input load is shared by four VMLADAVA;
+ * VADDVA sums the weights for the input offset (sum w (x + o) = sum w x + o sum w). */
+static inline void fc_rows4(const uint8_t *const r[4], const int8_t *x, int32_t n, const int8_t *table,
+                            const int mode, int32x4_t *dot, int32x4_t *wsum)
+{
+    const uint8_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32_t i = 0;
+    int32x4_t v;
+    for (; i + 16 <= n; i += 16) {
+        const int8x16_t xv = vldrbq_s8(x + i);
+        const int8x16_t w0 = fc_load(r0, i, 16, table, mode), w1 = fc_load(r1, i, 16, table, mode);
+        const int8x16_t w2 = fc_load(r2, i, 16, table, mode), w3 = fc_load(r3, i, 16, table, mode);
+        a0 = vmladavaq_s8(a0, w0, xv);
+        s0 = vaddvaq_s8(s0, w0);
+        a1 = vmladavaq_s8(a1, w1, xv);
+        s1 = vaddvaq_s8(s1, w1);
+        a2 = vmladavaq_s8(a2, w2, xv);
+        s2 = vaddvaq_s8(s2, w2);
+        a3 = vmladavaq_s8(a3, w3, xv);
+        s3 = vaddvaq_s8(s3, w3);
+    }
+    if (i < n) {
+        const int8x16_t xv = vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i)));
+        const int8x16_t w0 = fc_load(r0, i, n - i, table, mode), w1 = fc_load(r1, i, n - i, table, mode);
+        const int8x16_t w2 = fc_load(r2, i, n - i, table, mode), w3 = fc_load(r3, i, n - i, table, mode);
+        a0 = vmladavaq_s8(a0, w0, xv);
+        s0 = vaddvaq_s8(s0, w0);
+        a1 = vmladavaq_s8(a1, w1, xv);
+        s1 = vaddvaq_s8(s1, w1);
+        a2 = vmladavaq_s8(a2, w2, xv);
+        s2 = vaddvaq_s8(s2, w2);
+        a3 = vmladavaq_s8(a3, w3, xv);
+        s3 = vaddvaq_s8(s3, w3);
+    }
+    v = vsetq_lane_s32(a3, vsetq_lane_s32(a2, vsetq_lane_s32(a1, vdupq_n_s32(a0), 1), 2), 3);
+    *dot = v;
+    *wsum = vsetq_lane_s32(s3, vsetq_lane_s32(s2, vsetq_lane_s32(s1, vdupq_n_s32(s0), 1), 2), 3);
+}
+
+static void fc_run_mve(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
+                       const int8_t *table, const int mode)
+{
+    const int32_t n = p->input_depth, oc_n = p->output_depth;
+    const uint8_t *w = (const uint8_t *)p->weights.data;
+    int32_t b, oc, i;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *x = input + (int64_t)b * n;
+        int8_t *out = output + (int64_t)b * oc_n;
+        int32_t sum_x = 0;
+        /* per-tensor weights offset: + wo * sum (x + o) */
+        if (p->weights_offset != 0) {
+            for (i = 0; i < n; i += 16) sum_x = vaddvaq_s8(sum_x, vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i))));
+            sum_x = (int32_t)((uint32_t)p->weights_offset *
+                              ((uint32_t)sum_x + (uint32_t)p->input_offset * (uint32_t)n));
+        }
+        for (oc = 0; oc < oc_n; oc += 4) {
+            const int32_t nr = oc_n - oc < 4 ? oc_n - oc : 4;
+            const mve_pred16_t pr = vctp32q((uint32_t)nr);
+            const uint8_t *r[4];
+            int32x4_t acc, ws;
+            for (i = 0; i < 4; ++i) r[i] = w + (int64_t)(oc + (i < nr ? i : 0)) * stride;
+            fc_rows4(r, x, n, table, mode, &acc, &ws);
+            acc = vmlaq_n_s32(acc, ws, p->input_offset);
+            acc = vaddq_n_s32(acc, sum_x);
+            if (p->bias) acc = vaddq_s32(acc, vldrwq_z_s32(p->bias + oc, pr));
+            if (p->requant.count == 1)
+                acc = ep_mve_requant_n(acc, p->requant.multiplier[0], p->requant.shift[0]);
+            else
+                acc = ep_mve_requant(acc, vldrwq_z_s32(p->requant.multiplier + oc, pr),
+                                     vldrwq_z_s32(p->requant.shift + oc, pr));
+            vstrbq_p_s32(out + oc, ep_mve_finish(acc, p->output_offset, p->act_min, p->act_max), pr);
+        }
+    }
+}
+#endif
+
 ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t *input, int8_t *output,
                                 void *scratch, int32_t scratch_bytes)
 {
@@ -44,6 +147,17 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
     st = ep_weights_prepare(&p->weights, p->output_depth, p->input_depth, &stride64);
     if (st != EP_OK) return st;
     if ((int64_t)scratch_bytes < fc_scratch(p)) return EP_ERR_BUFFER;
+#if EP_USE_MVE
+    if (p->weights.form == EP_WEIGHTS_DENSE) {
+        fc_run_mve(p, input, output, stride64, NULL, FC_DENSE);
+        return EP_OK;
+    }
+    if (p->weights.bits == 4 || p->weights.bits == 8) {
+        ep_codebook_table(&p->weights, (int8_t *)scratch);
+        fc_run_mve(p, input, output, stride64, (const int8_t *)scratch, p->weights.bits == 4 ? FC_PAL4 : FC_PAL8);
+        return EP_OK;
+    }
+#endif
     xrow = (int16_t *)scratch;
     if (p->weights.form == EP_WEIGHTS_PALETTE) {
         const int64_t macs = (int64_t)p->batches * p->output_depth * p->input_depth;

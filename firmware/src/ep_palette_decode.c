@@ -8,8 +8,18 @@
 
 void ep_codebook_table(const ep_weights *w, int8_t *table)
 {
-    int32_t k;
-    for (k = 0; k < 256; ++k) table[k] = (int8_t)ep_code(w, k);
+    /* Only the 2^bits entries an index can name; codes beyond K read 0. */
+    const int32_t n = (int32_t)1 << w->bits;
+    int32_t k = 0;
+#if EP_USE_MVE
+    for (; k < n; k += 16) {
+        const int32_t rem = w->num_codes - k;
+        const int8x16_t v = rem > 0 ? vldrbq_z_s8(w->codebook + k, vctp8q((uint32_t)rem)) : vdupq_n_s8(0);
+        vstrbq_p_s8(table + k, v, vctp8q((uint32_t)(n - k)));
+    }
+#else
+    for (; k < n; ++k) table[k] = (int8_t)ep_code(w, k);
+#endif
 }
 
 /* One row of n indices. */
