@@ -396,14 +396,14 @@ def generate_plan(name: str, xs: np.ndarray, expected: np.ndarray) -> str:
     return "".join(parts)
 
 
-def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> int:
+def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str], board: str = "mps3-an547") -> int:
     model_bytes = (FIXTURES / name).read_bytes()
     model = load_model(FIXTURES / name)
     xs = _input_int8(model, np.load(FIXTURES / "digits_test.npz")["x"][:n_images])
     expected = np.stack([run_tflm(model_bytes, [img[None]]).ravel() for img in xs])
-    out = build_and_run(generate_plan(name, xs, expected), work, cflags)
+    out = build_and_run(generate_plan(name, xs, expected), work, cflags, board)
     res = {(m[1], int(m[2])): int(m[3]) for m in re.finditer(r"PLAN (\w+) (\d+) (\d+)", out)}
-    print(f"{name}: whole model through ep_plan_run on the Cortex-M55, {n_images} images, outputs vs TFLM: "
+    print(f"{name}: whole model through ep_plan_run on QEMU {board}, {n_images} images, outputs vs TFLM: "
           f"{'all equal' if 'DONE 0' in out else 'MISMATCH'}\n")
     print("| op | kernel | dense instr | palette instr | ratio |")
     print("| --- | --- | --- | --- | --- |")
@@ -416,17 +416,51 @@ def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> i
     return 0 if "DONE 0" in out else 1
 
 
-def build_and_run(src: str, work: Path, cflags: list[str]) -> str:
+# Boards the bench runs on: QEMU machine, compiler flags. mps3-an547 (Helium) links with
+# bench/m55/link.ld; the DSP-only MPS2 boards with a script made from their board file.
+BENCH_BOARDS = {
+    "mps3-an547": ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],
+    "mps2-an386": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "mps2-an500": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+    "mps2-an505": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+}
+COMMON_CFLAGS = CFLAGS[3:]  # everything but the CPU flags
+
+
+def board_cflags(board: str) -> list[str]:
+    return BENCH_BOARDS[board] + COMMON_CFLAGS
+
+
+def linker_script(board: str, work: Path) -> Path:
+    """bench/m55/link.ld for the M55; for another board the same layout over its board file's
+    regions (code, read-only layer data in the model region, data + stack)."""
+    if board == "mps3-an547":
+        return M55 / "link.ld"
+    from edgepack.boards import load_board
+
+    b = load_board(board)
+    code, model, data = b.region_for("code"), b.region_for("model"), b.region_for("data")
+    text = (M55 / "link.ld").read_text()
+    memory = (f"MEMORY\n{{\n    ITCM (rx)  : ORIGIN = {code.address:#x}, LENGTH = {code.size:#x}\n"
+              f"    DTCM (rwx) : ORIGIN = {data.address:#x}, LENGTH = {data.size:#x}\n"
+              f"    DDR  (r)   : ORIGIN = {model.address:#x}, LENGTH = {model.size:#x}\n}}\n")
+    text = re.sub(r"MEMORY\s*\{[^}]*\}\n", memory, text, count=1)
+    path = work / f"{board}.ld"
+    path.write_text(text)
+    return path
+
+
+def build_and_run(src: str, work: Path, cflags: list[str], board: str = "mps3-an547") -> str:
     (work / "bench_main.c").write_text(src)
     elf = work / "fw.elf"
     cmd = (["arm-none-eabi-gcc", *cflags, "-I", str(ROOT / "firmware/include"), "-I", str(M55),
             str(work / "bench_main.c"), str(M55 / "startup.c"), *map(str, sorted((ROOT / "firmware/src").glob("*.c"))),
-            "-T", str(M55 / "link.ld"), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
+            "-T", str(linker_script(board, work)), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
             "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", "-o", str(elf)])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"build failed:\n{' '.join(cmd)}\n{r.stderr}")
-    r = subprocess.run(["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-semihosting-config",
+    r = subprocess.run(["qemu-system-arm", "-M", board, "-nographic", "-semihosting-config",
                         "enable=on,target=native", "-icount", "shift=5", "-kernel", str(elf)],
                        capture_output=True, text=True, timeout=600)
     if "DONE" not in r.stdout:
@@ -447,12 +481,15 @@ def main(argv=None):
                     help="also run MobileNetV2-shaped depthwise 3x3 and pointwise 1x1 layers at K = 16")
     ap.add_argument("--plan", help="run this fixture model end to end through ep_plan_run (per-op hook counts)")
     ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--board", default="mps3-an547", choices=sorted(BENCH_BOARDS),
+                    help="QEMU board: mps3-an547 (Cortex-M55, Helium) or a DSP-only MPS2 board")
     args = ap.parse_args(argv)
+    cflags = board_cflags(args.board) + args.cflags.split()
     if args.plan:
         work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         name = next(p.name for p in sorted(FIXTURES.glob("*.tflite")) if args.plan in p.name)
-        return run_plan_bench(name, args.images, work, CFLAGS + args.cflags.split())
+        return run_plan_bench(name, args.images, work, cflags, args.board)
     names = sorted(p.name for p in FIXTURES.glob("*.tflite"))
     if args.models == "none":
         names = []
@@ -465,11 +502,11 @@ def main(argv=None):
     src = generate(layers, args.repeat)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    out = build_and_run(src, work, CFLAGS + args.cflags.split())
+    out = build_and_run(src, work, cflags, args.board)
     res = {}
     for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out):
         res[(int(m[1]), m[2])] = (int(m[3]), m[4])
-    print(f"Cortex-M55 (QEMU mps3-an547, -icount shift=5), arm-none-eabi-gcc {' '.join(CFLAGS + args.cflags.split())}")
+    print(f"QEMU {args.board}, -icount shift=5, arm-none-eabi-gcc {' '.join(cflags)}")
     print("instructions = SysTick ticks / 1.024; weight bytes = indices + codebook (palette) or int8 weights\n")
     print("| layer | K | bits | dense instr | palette instr | instr ratio | dense weight B | palette weight B "
           "| bytes ratio | outputs |")
