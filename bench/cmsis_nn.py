@@ -122,14 +122,36 @@ def generate(layers, repeat: int, cmsis: bool) -> str:
     return src.replace('    printf("DONE %d\\n", bad);', "".join(calls) + '    printf("DONE %d\\n", bad);')
 
 
+def cmsis_library(cmsis_dir: Path, cflags: list[str]) -> Path:
+    """CMSIS-NN's int8 convolution, depthwise, fully connected, transpose and support sources
+    compiled once per flag set into a static library (cached in the temp directory)."""
+    import hashlib
+    import subprocess
+
+    srcs = [f for d in ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions", "TransposeFunctions")
+            for f in sorted((cmsis_dir / "Source" / d).glob("*.c")) if not re.search(r"_f(16|32)", f.name)]
+    key = hashlib.sha256(("\0".join(cflags) + str(cmsis_dir.resolve())).encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"ep-cmsis-nn-{key}"
+    lib = out / "libcmsisnn.a"
+    if lib.exists():
+        return lib
+    out.mkdir(parents=True, exist_ok=True)
+    objs = []
+    for f in srcs:
+        o = out / (f.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", *cflags, "-w", "-I", str(cmsis_dir / "Include"), "-c", str(f), "-o",
+                        str(o)], check=True)
+        objs.append(str(o))
+    subprocess.run(["arm-none-eabi-ar", "rcs", str(lib), *objs], check=True)
+    return lib
+
+
 def run(layers, cflags: list[str], board: str, cmsis_dir: Path | None, repeat: int, work: Path) -> dict:
-    extra = []
+    extra, libs = [], []
     if cmsis_dir is not None:
-        # the int8 convolution, depthwise and fully connected kernels and their support code
-        srcs = [f for d in ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions", "TransposeFunctions")
-                for f in sorted((cmsis_dir / "Source" / d).glob("*.c")) if not re.search(r"_f(16|32)", f.name)]
-        extra = ["-I", str(cmsis_dir / "Include"), *map(str, srcs), "-Wno-error", "-w"]
-    out = RK.build_and_run(generate(layers, repeat, cmsis_dir is not None), work, cflags + extra, board)
+        libs = [cmsis_library(cmsis_dir, [f for f in cflags if f not in ("-Wall", "-Wextra", "-Werror")])]
+        extra = ["-I", str(cmsis_dir / "Include")]
+    out = RK.build_and_run(generate(layers, repeat, cmsis_dir is not None), work, cflags + extra, board, libs)
     return {(int(m[1]), m[2]): (int(m[3]) / RK.TICKS_PER_INSN, m[4])
             for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out)}
 
@@ -139,6 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--m4", action="store_true", help="also run the DSP build on mps2-an386 (Cortex-M4)")
+    ap.add_argument("--only", choices=["Helium", "DSP"], help="run one build only")
     args = ap.parse_args(argv)
     cmsis_dir = Path(os.environ["CMSIS_NN_DIR"]) if os.environ.get("CMSIS_NN_DIR") else None
     layers = make_layers(args.seed)
@@ -152,6 +175,8 @@ def main(argv=None) -> int:
         commit = c.read_text().strip()[:8] if c.exists() else "unknown commit"
     bad = 0
     for name, board, cpu in builds:
+        if args.only and name != args.only:
+            continue
         with tempfile.TemporaryDirectory(prefix="ep-cmsis-") as d:
             res = run(layers, cpu + RK.COMMON_CFLAGS, board, cmsis_dir, args.repeat, Path(d))
         print(f"\n{name} build, QEMU {board}, arm-none-eabi-gcc {' '.join(cpu)} -O2"

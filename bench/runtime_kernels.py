@@ -450,13 +450,13 @@ def linker_script(board: str, work: Path) -> Path:
     return path
 
 
-def build_and_run(src: str, work: Path, cflags: list[str], board: str = "mps3-an547") -> str:
+def build_and_run(src: str, work: Path, cflags: list[str], board: str = "mps3-an547", libs: tuple = ()) -> str:
     (work / "bench_main.c").write_text(src)
     elf = work / "fw.elf"
     cmd = (["arm-none-eabi-gcc", *cflags, "-I", str(ROOT / "firmware/include"), "-I", str(M55),
             str(work / "bench_main.c"), str(M55 / "startup.c"), *map(str, sorted((ROOT / "firmware/src").glob("*.c"))),
             "-T", str(linker_script(board, work)), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
-            "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", "-o", str(elf)])
+            "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", *map(str, libs), "-o", str(elf)])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"build failed:\n{' '.join(cmd)}\n{r.stderr}")

@@ -93,46 +93,109 @@ static uint32_t dw_channel(const dw_taps *t, const int8_t *w, int32_t oc, int32_
 }
 
 #if EP_USE_MVE
-/* Channels 0..C-1 of np (1 or 4, a constant after inlining) output pixels that share their valid
- * tap rectangle; in[i] is pixel i's input at the first valid tap, out[i] its output. */
-static inline void dw_mve_pixels(const ep_depthwise_conv2d_params *p, const dw_taps *t, const int8_t *w,
-                                 const int8_t *const in[4], int8_t *const out[4], const int np)
+/* Requantization constants of one block of four channels. */
+typedef struct {
+    int32x4_t m, left, right; /* multiplier, max(shift, 0), min(shift, 0) */
+} dw_rq;
+
+static inline dw_rq dw_rq_load(const ep_depthwise_conv2d_params *p, int32_t c, mve_pred16_t pr)
 {
-    const int32_t oc_n = p->output.c;
-    int32_t c, ky, kx, i;
-    for (c = 0; c < oc_n; c += 4) {
-        const mve_pred16_t pr = vctp32q((uint32_t)(oc_n - c));
-        const int32x4_t bias = p->bias ? vldrwq_z_s32(p->bias + c, pr) : vdupq_n_s32(0);
-        int32x4_t acc[4], ws = vdupq_n_s32(0);
-        const int8_t *wrow = w + t->e0 + c;
-        int32_t xrow = c;
-        for (i = 0; i < np; ++i) acc[i] = bias;
-        for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row, xrow += t->in_row) {
-            const int8_t *wp = wrow;
-            int32_t xo = xrow;
-            for (kx = 0; kx < t->cols; ++kx, wp += t->w_col, xo += t->in_col) {
+    dw_rq r;
+    int32x4_t s;
+    const int32x4_t zero = vdupq_n_s32(0);
+    if (p->requant.count == 1) {
+        r.m = vdupq_n_s32(p->requant.multiplier[0]);
+        s = vdupq_n_s32(p->requant.shift[0]);
+    } else {
+        r.m = vldrwq_z_s32(p->requant.multiplier + c, pr);
+        s = vldrwq_z_s32(p->requant.shift + c, pr);
+    }
+    r.left = vmaxq_s32(s, zero);
+    r.right = vminq_s32(s, zero);
+    return r;
+}
+
+/* acc requantized, stored to four channels of out. */
+static inline void dw_rq_store(const ep_depthwise_conv2d_params *p, const dw_rq *r, int32x4_t acc, int8_t *out,
+                               mve_pred16_t pr)
+{
+    acc = vshlq_s32(acc, r->left);
+    acc = vqrdmulhq_s32(acc, r->m);
+    acc = vqaddq_s32(acc, vshrq_n_s32(vandq_s32(acc, r->right), 31));
+    acc = vrshlq_s32(acc, r->right);
+    vstrbq_p_s32(out, ep_mve_finish(acc, p->output_offset, p->act_min, p->act_max), pr);
+}
+
+/* Four output pixels px_step input elements apart (same row, unclipped windows, so one tap
+ * rectangle), channels c..c+3: one widening weight load per tap serves the four pixels. The
+ * offset term (offset x the taps' weight sum) starts the accumulators, so the tap loop keeps
+ * only the four accumulators, the weights and one input in the eight Q registers.
+ * `tail` (a constant) predicates the loads for the last C mod 4 channels. */
+static inline __attribute__((always_inline)) void dw_mve_block4(const ep_depthwise_conv2d_params *p,
+                                                                const dw_taps *t, const int8_t *w, int32_t c,
+                                                                int32_t px_step, int8_t *out, int32_t out_step,
+                                                                const int tail)
+{
+    const mve_pred16_t pr = vctp32q((uint32_t)(p->output.c - c));
+    int32x4_t a0 = p->bias ? (tail ? vldrwq_z_s32(p->bias + c, pr) : vldrwq_s32(p->bias + c)) : vdupq_n_s32(0);
+    int32x4_t a1, a2, a3, ws = vdupq_n_s32(0);
+    const int8_t *wrow = w + t->e0 + c, *xrow = t->in + c;
+    int32_t ky, kx;
+    dw_rq r;
+    for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row) {
+        const int8_t *wp = wrow;
+        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col) ws = vaddq_s32(ws, tail ? vldrbq_z_s32(wp, pr) : vldrbq_s32(wp));
+    }
+    a0 = vmlaq_n_s32(a0, ws, p->input_offset);
+    a1 = a0;
+    a2 = a0;
+    a3 = a0;
+    wrow = w + t->e0 + c;
+    for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row, xrow += t->in_row) {
+        const int8_t *wp = wrow, *x0 = xrow;
+        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col, x0 += t->in_col) {
+            const int8_t *x1 = x0 + px_step, *x2 = x1 + px_step, *x3 = x2 + px_step;
+            if (tail) {
                 const int32x4_t wv = vldrbq_z_s32(wp, pr);
-                ws = vaddq_s32(ws, wv);
-                for (i = 0; i < np; ++i) acc[i] = vaddq_s32(acc[i], vmulq_s32(vldrbq_z_s32(in[i] + xo, pr), wv));
-            }
-        }
-        {
-            int32x4_t m, s;
-            const int per_tensor = p->requant.count == 1;
-            if (per_tensor) {
-                m = vdupq_n_s32(p->requant.multiplier[0]);
-                s = vdupq_n_s32(p->requant.shift[0]);
+                a0 = vaddq_s32(a0, vmulq_s32(vldrbq_z_s32(x0, pr), wv));
+                a1 = vaddq_s32(a1, vmulq_s32(vldrbq_z_s32(x1, pr), wv));
+                a2 = vaddq_s32(a2, vmulq_s32(vldrbq_z_s32(x2, pr), wv));
+                a3 = vaddq_s32(a3, vmulq_s32(vldrbq_z_s32(x3, pr), wv));
             } else {
-                m = vldrwq_z_s32(p->requant.multiplier + c, pr);
-                s = vldrwq_z_s32(p->requant.shift + c, pr);
-            }
-            for (i = 0; i < np; ++i) {
-                int32x4_t v = vmlaq_n_s32(acc[i], ws, p->input_offset);
-                v = ep_mve_finish(ep_mve_requant(v, m, s), p->output_offset, p->act_min, p->act_max);
-                vstrbq_p_s32(out[i] + c, v, pr);
+                const int32x4_t wv = vldrbq_s32(wp);
+                a0 = vaddq_s32(a0, vmulq_s32(vldrbq_s32(x0), wv));
+                a1 = vaddq_s32(a1, vmulq_s32(vldrbq_s32(x1), wv));
+                a2 = vaddq_s32(a2, vmulq_s32(vldrbq_s32(x2), wv));
+                a3 = vaddq_s32(a3, vmulq_s32(vldrbq_s32(x3), wv));
             }
         }
     }
+    r = dw_rq_load(p, c, pr);
+    dw_rq_store(p, &r, a0, out + c, pr);
+    dw_rq_store(p, &r, a1, out + out_step + c, pr);
+    dw_rq_store(p, &r, a2, out + 2 * out_step + c, pr);
+    dw_rq_store(p, &r, a3, out + 3 * out_step + c, pr);
+}
+
+/* One output pixel (any clipped window), channels c..c+3 (predicated: any count). */
+static inline void dw_mve_block1(const ep_depthwise_conv2d_params *p, const dw_taps *t, const int8_t *w, int32_t c,
+                                 int8_t *out)
+{
+    const mve_pred16_t pr = vctp32q((uint32_t)(p->output.c - c));
+    int32x4_t a0 = p->bias ? vldrwq_z_s32(p->bias + c, pr) : vdupq_n_s32(0), ws = vdupq_n_s32(0);
+    const int8_t *wrow = w + t->e0 + c, *xrow = t->in + c;
+    int32_t ky, kx;
+    dw_rq r;
+    for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row, xrow += t->in_row) {
+        const int8_t *wp = wrow, *x0 = xrow;
+        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col, x0 += t->in_col) {
+            const int32x4_t wv = vldrbq_z_s32(wp, pr);
+            ws = vaddq_s32(ws, wv);
+            a0 = vaddq_s32(a0, vmulq_s32(vldrbq_z_s32(x0, pr), wv));
+        }
+    }
+    r = dw_rq_load(p, c, pr);
+    dw_rq_store(p, &r, vmlaq_n_s32(a0, ws, p->input_offset), out + c, pr);
 }
 
 /* Depth multiplier 1: rows of output pixels, four at a time where the four windows are not
@@ -142,7 +205,7 @@ static void dw_run_mve(const ep_depthwise_conv2d_params *p, const int8_t *input,
 {
     const int32_t in_c = p->input.c, in_w = p->input.w, in_h = p->input.h, oc_n = p->output.c;
     const int32_t kw = p->filter.w, ow = p->output.w;
-    int32_t b, oy, ox, i;
+    int32_t b, oy, ox;
     for (b = 0; b < p->output.n; ++b) {
         for (oy = 0; oy < p->output.h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_top;
@@ -154,17 +217,16 @@ static void dw_run_mve(const ep_depthwise_conv2d_params *p, const int8_t *input,
             for (ox = 0; ox < ow;) {
                 const int32_t x0 = ox * p->stride_w - p->pad_left;
                 const int32_t x3 = (ox + 3) * p->stride_w - p->pad_left;
-                const int8_t *in[4];
-                int8_t *out[4];
+                int32_t c;
                 if (rows > 0 && ox + 4 <= ow && x0 >= 0 && x3 + (int64_t)(kw - 1) * p->dilation_w < in_w) {
+                    const int32_t full = oc_n & ~3;
                     t->rows = rows;
                     t->cols = kw;
                     t->e0 = ky0 * kw * oc_n;
-                    for (i = 0; i < 4; ++i) {
-                        in[i] = in_row + (int64_t)(x0 + i * p->stride_w) * in_c;
-                        out[i] = out_row + (int64_t)(ox + i) * oc_n;
-                    }
-                    dw_mve_pixels(p, t, w, in, out, 4);
+                    t->in = in_row + (int64_t)x0 * in_c;
+                    for (c = 0; c < full; c += 4)
+                        dw_mve_block4(p, t, w, c, p->stride_w * in_c, out_row + (int64_t)ox * oc_n, oc_n, 0);
+                    if (c < oc_n) dw_mve_block4(p, t, w, c, p->stride_w * in_c, out_row + (int64_t)ox * oc_n, oc_n, 1);
                     ox += 4;
                 } else {
                     int32_t kx0;
@@ -172,13 +234,12 @@ static void dw_run_mve(const ep_depthwise_conv2d_params *p, const int8_t *input,
                     t->rows = rows;
                     if (rows == 0 || t->cols == 0) {
                         t->rows = t->cols = 0; /* no valid tap: the bias alone */
-                        in[0] = input;
+                        t->in = input;
                     } else {
-                        in[0] = in_row + (int64_t)(x0 + kx0 * p->dilation_w) * in_c;
+                        t->in = in_row + (int64_t)(x0 + kx0 * p->dilation_w) * in_c;
                     }
                     t->e0 = (ky0 * kw + kx0) * oc_n;
-                    out[0] = out_row + (int64_t)ox * oc_n;
-                    dw_mve_pixels(p, t, w, in, out, 1);
+                    for (c = 0; c < oc_n; c += 4) dw_mve_block1(p, t, w, c, out_row + (int64_t)ox * oc_n);
                     ox += 1;
                 }
             }
