@@ -12,8 +12,9 @@ DSP path on a Cortex-M4.
 
 CMSIS-NN is never needed to build or test edgepack; without CMSIS_NN_DIR its columns are
 skipped. CMSIS-NN's FULLY_CONNECTED takes per-row kernel sums that TFLM computes once at Prepare
-(arm_vector_sum_s8); that call is made outside the timed region, so CMSIS-NN's FC figures
-exclude it, while edgepack's include everything it does per call.
+(arm_vector_sum_s8); that call is made outside the timed region. edgepack's FULLY_CONNECTED gets
+the same sums as stored weight sums (weight_sums, what the build stores with the model), except
+in the row "sums in the kernel", where the kernel sums the weights itself (weight_sums = NULL).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ LAYERS = [
     ("depthwise 3x3, 24x24x64", "depthwise_conv2d", 24, 24, 64, 64, 3, 1, 1),
     ("FC 512->64", "fully_connected", 1, 1, 512, 64, 1, 1, 0),
     ("FC 64->10", "fully_connected", 1, 1, 64, 10, 1, 1, 0),
+    ("FC 512->64, sums in the kernel", "fully_connected", 1, 1, 512, 64, 1, 1, 0),
     ("mnv2 stem conv 3x3 s2, 32x32, 3->16", "conv2d", 32, 32, 3, 16, 3, 2, 0),
     ("mnv2 dw 3x3 s2, 16x16x48", "depthwise_conv2d", 16, 16, 48, 48, 3, 2, 0),
     ("mnv2 pw expand 1x1, 8x8, 16->96", "conv2d", 8, 8, 16, 96, 1, 1, 0),
@@ -67,6 +69,11 @@ def make_layers(seed: int):
                                           cin if kind == "fully_connected" else k * k * cin)
         layer = RK.weighted_pair(label, kind, x, shape, codebook, idx, 4, rng, out_shape=out_shape, zp_in=zp_in,
                                  zp_out=zp_out, shift_range=(sh, sh + 1), stride=(s, s), pad=(pad, pad))
+        if kind == "fully_connected" and "in the kernel" not in label:
+            # the per-row weight sums the build stores with the model (CMSIS-NN gets the same
+            # precomputed, from arm_vector_sum_s8 outside the timed region)
+            sums = (codebook[idx].astype(np.int64)).sum(axis=1).astype(np.int32)
+            layer[1].weight_sums = layer[2].weight_sums = sums
         out.append((layer, macs))
     return out
 

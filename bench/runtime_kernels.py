@@ -77,6 +77,7 @@ class KernelCall:
     scratch: int
     weight_bytes: int
     keep: list = field(default_factory=list)
+    weight_sums: np.ndarray | None = None  # FULLY_CONNECTED: stored per-row weight sums (else NULL)
 
     def run(self, rt: H.Runtime, x: np.ndarray) -> np.ndarray:
         n = int(np.prod(self.out_shape))
@@ -292,10 +293,14 @@ def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
             f"{pre}_b}};\n")
         call = f"ep_depthwise_conv2d_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
     else:
+        sums = "NULL"
+        if getattr(lw, "weight_sums", None) is not None:
+            out.append(c_array(f"{pre}_ws", "int32_t", lw.weight_sums))
+            sums = f"{pre}_ws"
         out.append(
             f"static const ep_fully_connected_params {pre}_p = {{{p.batches},{p.input_depth},{p.output_depth},"
             f"{p.input_offset},{p.weights_offset},{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},"
-            f"{pre}_b}};\n")
+            f"{pre}_b,{sums}}};\n")
         call = f"ep_fully_connected_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
     return "".join(out), call
 

@@ -7,6 +7,7 @@ Random single-operator models (shapes, strides, paddings, dilations, zero points
 per-tensor scales, fused activations, weights with K <= 2^bits distinct values) are lowered by
 codegen in both weight forms, dense and palette, compiled into one firmware image with TFLM's
 outputs as the expected bytes, and run; every call must return EP_OK with zero mismatched bytes.
+FULLY_CONNECTED runs once with weight sums stored by the build (palette form) and once without.
 Helium is emulated slowly, so a modest number of configurations per kernel runs here
 (EP_QEMU_CONFIGS, default 10); bench/runtime_kernels.py --tflm-random N runs more.
 """
@@ -41,7 +42,8 @@ pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.
 
 
 def _model(rng, kind: str, i: int):
-    """(model bytes, input) of one random operator; weights take at most 2^bits distinct values."""
+    """(model bytes, input, weights) of one random operator; weights take at most 2^bits distinct
+    values."""
     bits = 1 + i % 8
     s_in, zp_in, zp_out = log_uniform(rng, 0.002, 0.2), int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
     act = str(rng.choice(ACTIVATIONS))
@@ -86,7 +88,7 @@ def _model(rng, kind: str, i: int):
         win.set_options(opts)
         opts.depthMultiplier, opts.fusedActivationFunction = cout // cin, fused(act)
         model = single_op_model(OP.DEPTHWISE_CONV_2D, ins, outs, "DepthwiseConv2DOptions", opts, version=3)
-    return model, i8(rng, in_shape)
+    return model, i8(rng, in_shape), dense
 
 
 def tflm_layers(n: int, seed: int, work: Path):
@@ -94,12 +96,14 @@ def tflm_layers(n: int, seed: int, work: Path):
     layers = []
     for k, kind in enumerate(("conv2d", "depthwise_conv2d", "fully_connected")):
         for i in range(n):
-            model_bytes, x = _model(np.random.default_rng([seed, k, i]), kind, i)
+            model_bytes, x, dense = _model(np.random.default_rng([seed, k, i]), kind, i)
             path = work / f"{kind}_{i}.tflite"
             path.write_bytes(model_bytes)
             model = read_model(path)
             calls = [RK.KernelCall(lw.kernel, lw.params, lw.out_shape, lw.scratch, lw.weight_bytes, [lw])
                      for lw in (lower(model, 0, "dense"), lower(model, 0, "palette"))]
+            if kind == "fully_connected":  # the palette call gets stored weight sums, the dense one not
+                calls[1].weight_sums = dense.astype(np.int64).sum(axis=1).astype(np.int32)
             expected = run_tflm(model_bytes, [x]).astype(np.int8)
             layers.append((f"{kind} {i}", *calls, x, expected))
     return layers

@@ -129,6 +129,11 @@ typedef struct {
     ep_requant requant;
     ep_weights weights;      /**< palette: one row per output */
     const int32_t *bias;
+    /** Optional, computed offline by the build: output_depth sums of each row's stored weights
+     *  (sum of w over the row, before weights_offset). Helium folds input_offset * sum into the
+     *  accumulator with them instead of summing the weights in the inner loop. NULL: the kernel
+     *  does that itself. Trusted as given. */
+    const int32_t *weight_sums;
 } ep_fully_connected_params;
 
 /** FULLY_CONNECTED, int8. Scratch: ep_fully_connected_s8_get_buffer_size(p) bytes, 4-byte aligned

@@ -35,7 +35,7 @@ int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p
 enum { FC_DENSE, FC_PAL4, FC_PAL8 };
 
 /* 16 weights of a row from element i; `rem` < 16 only in the tail (lanes beyond it read 0). */
-static inline int8x16_t fc_load(const uint8_t *row, int32_t i, int32_t rem, const int8_t *table, const int mode)
+static inline __attribute__((always_inline)) int8x16_t fc_load(const uint8_t *row, int32_t i, int32_t rem, const int8_t *table, const int mode)
 {
     if (rem >= 16) {
         if (mode == FC_PAL4) {
@@ -55,48 +55,48 @@ static inline int8x16_t fc_load(const uint8_t *row, int32_t i, int32_t rem, cons
     }
 }
 
-/* Four rows against one input vector: each 16-element input load is shared by four VMLADAVA;
- * VADDVA sums the weights for the input offset (sum w (x + o) = sum w x + o sum w). */
-static inline void fc_rows4(const uint8_t *const r[4], const int8_t *x, int32_t n, const int8_t *table,
-                            const int mode, int32x4_t *dot, int32x4_t *wsum)
+/* Four rows against one input vector: each 16-element input load is shared by four VMLADAVA.
+ * `sums` (a constant): also sum the weights with VADDVA for the input offset
+ * (sum w (x + o) = sum w x + o sum w), when the build did not store the sums. */
+typedef struct {
+    int32_t a0, a1, a2, a3; /* dot products */
+    int32_t s0, s1, s2, s3; /* weight sums */
+} fc_acc4;
+
+/* 16 elements of the four rows from element i (rem < 16: the tail, lanes beyond read 0). */
+static inline __attribute__((always_inline)) void fc_step(fc_acc4 *a, const uint8_t *const r[4], int8x16_t xv,
+                                                          int32_t i, int32_t rem, const int8_t *table,
+                                                          const int mode, const int sums)
 {
-    const uint8_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int32_t i = 0;
-    int32x4_t v;
-    for (; i + 16 <= n; i += 16) {
-        const int8x16_t xv = vldrbq_s8(x + i);
-        const int8x16_t w0 = fc_load(r0, i, 16, table, mode), w1 = fc_load(r1, i, 16, table, mode);
-        const int8x16_t w2 = fc_load(r2, i, 16, table, mode), w3 = fc_load(r3, i, 16, table, mode);
-        a0 = vmladavaq_s8(a0, w0, xv);
-        s0 = vaddvaq_s8(s0, w0);
-        a1 = vmladavaq_s8(a1, w1, xv);
-        s1 = vaddvaq_s8(s1, w1);
-        a2 = vmladavaq_s8(a2, w2, xv);
-        s2 = vaddvaq_s8(s2, w2);
-        a3 = vmladavaq_s8(a3, w3, xv);
-        s3 = vaddvaq_s8(s3, w3);
+    const int8x16_t w0 = fc_load(r[0], i, rem, table, mode), w1 = fc_load(r[1], i, rem, table, mode);
+    const int8x16_t w2 = fc_load(r[2], i, rem, table, mode), w3 = fc_load(r[3], i, rem, table, mode);
+    a->a0 = vmladavaq_s8(a->a0, w0, xv);
+    a->a1 = vmladavaq_s8(a->a1, w1, xv);
+    a->a2 = vmladavaq_s8(a->a2, w2, xv);
+    a->a3 = vmladavaq_s8(a->a3, w3, xv);
+    if (sums) {
+        a->s0 = vaddvaq_s8(a->s0, w0);
+        a->s1 = vaddvaq_s8(a->s1, w1);
+        a->s2 = vaddvaq_s8(a->s2, w2);
+        a->s3 = vaddvaq_s8(a->s3, w3);
     }
-    if (i < n) {
-        const int8x16_t xv = vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i)));
-        const int8x16_t w0 = fc_load(r0, i, n - i, table, mode), w1 = fc_load(r1, i, n - i, table, mode);
-        const int8x16_t w2 = fc_load(r2, i, n - i, table, mode), w3 = fc_load(r3, i, n - i, table, mode);
-        a0 = vmladavaq_s8(a0, w0, xv);
-        s0 = vaddvaq_s8(s0, w0);
-        a1 = vmladavaq_s8(a1, w1, xv);
-        s1 = vaddvaq_s8(s1, w1);
-        a2 = vmladavaq_s8(a2, w2, xv);
-        s2 = vaddvaq_s8(s2, w2);
-        a3 = vmladavaq_s8(a3, w3, xv);
-        s3 = vaddvaq_s8(s3, w3);
-    }
-    v = vsetq_lane_s32(a3, vsetq_lane_s32(a2, vsetq_lane_s32(a1, vdupq_n_s32(a0), 1), 2), 3);
-    *dot = v;
-    *wsum = vsetq_lane_s32(s3, vsetq_lane_s32(s2, vsetq_lane_s32(s1, vdupq_n_s32(s0), 1), 2), 3);
 }
 
-static void fc_run_mve(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
-                       const int8_t *table, const int mode)
+static inline __attribute__((always_inline)) void fc_rows4(const uint8_t *const r[4], const int8_t *x, int32_t n,
+                                                           const int8_t *table, const int mode, const int sums,
+                                                           int32x4_t *dot, int32x4_t *wsum)
+{
+    fc_acc4 a = {0, 0, 0, 0, 0, 0, 0, 0};
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) fc_step(&a, r, vldrbq_s8(x + i), i, 16, table, mode, sums);
+    if (i < n) fc_step(&a, r, vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i))), i, n - i, table, mode, sums);
+    *dot = vsetq_lane_s32(a.a3, vsetq_lane_s32(a.a2, vsetq_lane_s32(a.a1, vdupq_n_s32(a.a0), 1), 2), 3);
+    *wsum = vsetq_lane_s32(a.s3, vsetq_lane_s32(a.s2, vsetq_lane_s32(a.s1, vdupq_n_s32(a.s0), 1), 2), 3);
+}
+
+static inline __attribute__((always_inline)) void fc_run_mve(const ep_fully_connected_params *p, const int8_t *input,
+                                                             int8_t *output, int64_t stride, const int8_t *table,
+                                                             const int mode, const int sums)
 {
     const int32_t n = p->input_depth, oc_n = p->output_depth;
     const uint8_t *w = (const uint8_t *)p->weights.data;
@@ -117,7 +117,8 @@ static void fc_run_mve(const ep_fully_connected_params *p, const int8_t *input, 
             const uint8_t *r[4];
             int32x4_t acc, ws;
             for (i = 0; i < 4; ++i) r[i] = w + (int64_t)(oc + (i < nr ? i : 0)) * stride;
-            fc_rows4(r, x, n, table, mode, &acc, &ws);
+            fc_rows4(r, x, n, table, mode, sums, &acc, &ws);
+            if (!sums) ws = vldrwq_z_s32(p->weight_sums + oc, pr);
             acc = vmlaq_n_s32(acc, ws, p->input_offset);
             acc = vaddq_n_s32(acc, sum_x);
             if (p->bias) acc = vaddq_s32(acc, vldrwq_z_s32(p->bias + oc, pr));
@@ -129,6 +130,16 @@ static void fc_run_mve(const ep_fully_connected_params *p, const int8_t *input, 
             vstrbq_p_s32(out + oc, ep_mve_finish(acc, p->output_offset, p->act_min, p->act_max), pr);
         }
     }
+}
+
+/* One specialised loop per weight form, with and without stored weight sums. */
+static void fc_run_mve_form(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
+                            const int8_t *table, const int mode)
+{
+    if (p->weight_sums != NULL)
+        fc_run_mve(p, input, output, stride, table, mode, 0);
+    else
+        fc_run_mve(p, input, output, stride, table, mode, 1);
 }
 #endif
 
@@ -149,12 +160,15 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
     if ((int64_t)scratch_bytes < fc_scratch(p)) return EP_ERR_BUFFER;
 #if EP_USE_MVE
     if (p->weights.form == EP_WEIGHTS_DENSE) {
-        fc_run_mve(p, input, output, stride64, NULL, FC_DENSE);
+        fc_run_mve_form(p, input, output, stride64, NULL, FC_DENSE);
         return EP_OK;
     }
     if (p->weights.bits == 4 || p->weights.bits == 8) {
         ep_codebook_table(&p->weights, (int8_t *)scratch);
-        fc_run_mve(p, input, output, stride64, (const int8_t *)scratch, p->weights.bits == 4 ? FC_PAL4 : FC_PAL8);
+        if (p->weights.bits == 4)
+            fc_run_mve_form(p, input, output, stride64, (const int8_t *)scratch, FC_PAL4);
+        else
+            fc_run_mve_form(p, input, output, stride64, (const int8_t *)scratch, FC_PAL8);
         return EP_OK;
     }
 #endif
