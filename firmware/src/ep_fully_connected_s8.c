@@ -34,24 +34,25 @@ int32_t ep_fully_connected_s8_get_buffer_size(const ep_fully_connected_params *p
  * registers (a VLDRB gather from the 256-byte codebook table in scratch). */
 enum { FC_DENSE, FC_PAL4, FC_PAL8 };
 
-/* 16 weights of a row from element i; `rem` < 16 only in the tail (lanes beyond it read 0). */
-static inline __attribute__((always_inline)) int8x16_t fc_load(const uint8_t *row, int32_t i, int32_t rem, const int8_t *table, const int mode)
+/* 16 weights of a row at packed position q (element i of the row: q = row + i for int8 and 8-bit
+ * indices, row + i / 2 for 4-bit indices); rem < 16 only in the tail (lanes beyond read 0). */
+static inline __attribute__((always_inline)) int8x16_t fc_load(const uint8_t *q, int32_t rem, const int8_t *table,
+                                                               const int mode)
 {
     if (rem >= 16) {
         if (mode == FC_PAL4) {
-            const uint16x8_t b = vldrbq_u16(row + (i >> 1));
+            const uint16x8_t b = vldrbq_u16(q);
             const uint8x16_t idx = vreinterpretq_u8_u16(vandq_u16(vsliq_n_u16(b, b, 4), vdupq_n_u16(0x0F0F)));
             return vldrbq_gather_offset_s8(table, idx);
         }
-        if (mode == FC_PAL8) return vldrbq_gather_offset_s8(table, vldrbq_u8(row + i));
-        return vldrbq_s8((const int8_t *)row + i);
+        if (mode == FC_PAL8) return vldrbq_gather_offset_s8(table, vldrbq_u8(q));
+        return vldrbq_s8((const int8_t *)q);
     } else {
         const mve_pred16_t pr = vctp8q((uint32_t)rem);
         if (mode == FC_PAL4)
-            return vldrbq_gather_offset_z_s8(table, ep_mve_nibbles(row + (i >> 1), vctp16q((uint32_t)(rem + 1) >> 1)),
-                                             pr);
-        if (mode == FC_PAL8) return vldrbq_gather_offset_z_s8(table, vldrbq_z_u8(row + i, pr), pr);
-        return vldrbq_z_s8((const int8_t *)row + i, pr);
+            return vldrbq_gather_offset_z_s8(table, ep_mve_nibbles(q, vctp16q((uint32_t)(rem + 1) >> 1)), pr);
+        if (mode == FC_PAL8) return vldrbq_gather_offset_z_s8(table, vldrbq_z_u8(q, pr), pr);
+        return vldrbq_z_s8((const int8_t *)q, pr);
     }
 }
 
@@ -63,13 +64,13 @@ typedef struct {
     int32_t s0, s1, s2, s3; /* weight sums */
 } fc_acc4;
 
-/* 16 elements of the four rows from element i (rem < 16: the tail, lanes beyond read 0). */
-static inline __attribute__((always_inline)) void fc_step(fc_acc4 *a, const uint8_t *const r[4], int8x16_t xv,
-                                                          int32_t i, int32_t rem, const int8_t *table,
-                                                          const int mode, const int sums)
+/* 16 elements of the four rows at q[0..3] (rem < 16: the tail, lanes beyond read 0). */
+static inline __attribute__((always_inline)) void fc_step(fc_acc4 *a, const uint8_t *const q[4], int8x16_t xv,
+                                                          int32_t rem, const int8_t *table, const int mode,
+                                                          const int sums)
 {
-    const int8x16_t w0 = fc_load(r[0], i, rem, table, mode), w1 = fc_load(r[1], i, rem, table, mode);
-    const int8x16_t w2 = fc_load(r[2], i, rem, table, mode), w3 = fc_load(r[3], i, rem, table, mode);
+    const int8x16_t w0 = fc_load(q[0], rem, table, mode), w1 = fc_load(q[1], rem, table, mode);
+    const int8x16_t w2 = fc_load(q[2], rem, table, mode), w3 = fc_load(q[3], rem, table, mode);
     a->a0 = vmladavaq_s8(a->a0, w0, xv);
     a->a1 = vmladavaq_s8(a->a1, w1, xv);
     a->a2 = vmladavaq_s8(a->a2, w2, xv);
@@ -82,14 +83,51 @@ static inline __attribute__((always_inline)) void fc_step(fc_acc4 *a, const uint
     }
 }
 
+/* 32 4-bit indices of one row (16 bytes at q) against the de-interleaved inputs; returns q + 16. */
+static inline __attribute__((always_inline)) const uint8_t *fc_pal4_row32(const uint8_t *q, int8x16x2_t xv,
+                                                                          const int8_t *table, uint8x16_t lo4,
+                                                                          const int sums, int32_t *acc, int32_t *sum)
+{
+    const uint8x16_t b = vldrbq_u8(q);
+    const int8x16_t we = vldrbq_gather_offset_s8(table, vandq_u8(b, lo4));
+    const int8x16_t wo = vldrbq_gather_offset_s8(table, vshrq_n_u8(b, 4));
+    *acc = vmladavaq_s8(vmladavaq_s8(*acc, we, xv.val[0]), wo, xv.val[1]);
+    if (sums) *sum = vaddvaq_s8(vaddvaq_s8(*sum, we), wo);
+    return q + 16;
+}
+
 static inline __attribute__((always_inline)) void fc_rows4(const uint8_t *const r[4], const int8_t *x, int32_t n,
                                                            const int8_t *table, const int mode, const int sums,
                                                            int32x4_t *dot, int32x4_t *wsum)
 {
+    const int32_t step = mode == FC_PAL4 ? 8 : 16; /* packed bytes per 16 elements */
+    const uint8_t *q[4];
     fc_acc4 a = {0, 0, 0, 0, 0, 0, 0, 0};
     int32_t i = 0;
-    for (; i + 16 <= n; i += 16) fc_step(&a, r, vldrbq_s8(x + i), i, 16, table, mode, sums);
-    if (i < n) fc_step(&a, r, vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i))), i, n - i, table, mode, sums);
+    q[0] = r[0];
+    q[1] = r[1];
+    q[2] = r[2];
+    q[3] = r[3];
+    if (mode == FC_PAL4) {
+        /* 32 indices a row per 16-byte load: low nibbles are the even elements, high nibbles the
+         * odd ones; one de-interleaving input load (VLD20/VLD21) serves the four rows. */
+        const uint8x16_t lo4 = vdupq_n_u8(0x0F);
+        for (; i + 32 <= n; i += 32, x += 32) {
+            const int8x16x2_t xv = vld2q_s8(x);
+            q[0] = fc_pal4_row32(q[0], xv, table, lo4, sums, &a.a0, &a.s0);
+            q[1] = fc_pal4_row32(q[1], xv, table, lo4, sums, &a.a1, &a.s1);
+            q[2] = fc_pal4_row32(q[2], xv, table, lo4, sums, &a.a2, &a.s2);
+            q[3] = fc_pal4_row32(q[3], xv, table, lo4, sums, &a.a3, &a.s3);
+        }
+    }
+    for (; i + 16 <= n; i += 16, x += 16) {
+        fc_step(&a, q, vldrbq_s8(x), 16, table, mode, sums);
+        q[0] += step;
+        q[1] += step;
+        q[2] += step;
+        q[3] += step;
+    }
+    if (i < n) fc_step(&a, q, vldrbq_z_s8(x, vctp8q((uint32_t)(n - i))), n - i, table, mode, sums);
     *dot = vsetq_lane_s32(a.a3, vsetq_lane_s32(a.a2, vsetq_lane_s32(a.a1, vdupq_n_s32(a.a0), 1), 2), 3);
     *wsum = vsetq_lane_s32(a.s3, vsetq_lane_s32(a.s2, vsetq_lane_s32(a.s1, vdupq_n_s32(a.s0), 1), 2), 3);
 }
@@ -133,13 +171,31 @@ static inline __attribute__((always_inline)) void fc_run_mve(const ep_fully_conn
 }
 
 /* One specialised loop per weight form, with and without stored weight sums. */
-static void fc_run_mve_form(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
-                            const int8_t *table, const int mode)
+static inline __attribute__((always_inline)) void fc_run_mve_form(const ep_fully_connected_params *p,
+                                                                  const int8_t *input, int8_t *output, int64_t stride,
+                                                                  const int8_t *table, const int mode)
 {
     if (p->weight_sums != NULL)
         fc_run_mve(p, input, output, stride, table, mode, 0);
     else
         fc_run_mve(p, input, output, stride, table, mode, 1);
+}
+
+static void fc_dense_mve(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride)
+{
+    fc_run_mve_form(p, input, output, stride, NULL, FC_DENSE);
+}
+
+static void fc_pal4_mve(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
+                        const int8_t *table)
+{
+    fc_run_mve_form(p, input, output, stride, table, FC_PAL4);
+}
+
+static void fc_pal8_mve(const ep_fully_connected_params *p, const int8_t *input, int8_t *output, int64_t stride,
+                        const int8_t *table)
+{
+    fc_run_mve_form(p, input, output, stride, table, FC_PAL8);
 }
 #endif
 
@@ -160,15 +216,15 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
     if ((int64_t)scratch_bytes < fc_scratch(p)) return EP_ERR_BUFFER;
 #if EP_USE_MVE
     if (p->weights.form == EP_WEIGHTS_DENSE) {
-        fc_run_mve_form(p, input, output, stride64, NULL, FC_DENSE);
+        fc_dense_mve(p, input, output, stride64);
         return EP_OK;
     }
     if (p->weights.bits == 4 || p->weights.bits == 8) {
         ep_codebook_table(&p->weights, (int8_t *)scratch);
         if (p->weights.bits == 4)
-            fc_run_mve_form(p, input, output, stride64, (const int8_t *)scratch, FC_PAL4);
+            fc_pal4_mve(p, input, output, stride64, (const int8_t *)scratch);
         else
-            fc_run_mve_form(p, input, output, stride64, (const int8_t *)scratch, FC_PAL8);
+            fc_pal8_mve(p, input, output, stride64, (const int8_t *)scratch);
         return EP_OK;
     }
 #endif
