@@ -64,47 +64,62 @@ typedef struct {
     void *patch;
 } conv_tile;
 
-/* Input pixel of output pixel `pix` for 1x1 filters without padding (CONV_2D's pointwise form). */
-static inline const int8_t *conv_pointwise_row(const conv_tile *t, int32_t pix)
+#if EP_USE_MVE
+/* n bytes from src to dst (n >= 0), 16 a step, the last step predicated. */
+static inline void conv_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
 {
-    const ep_conv2d_params *p = t->p;
-    const int32_t oy = pix / p->output.w, ox = pix - oy * p->output.w;
-    return t->input + ((int64_t)oy * p->stride_h * p->input.w + (int64_t)ox * p->stride_w) * p->input.c;
+    for (; n > 0; n -= 16, dst += 16, src += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
+    }
 }
 
-#if EP_USE_MVE
-/* im2col of output pixel pix as int8, padded taps = -input_offset (the input zero point), so that
- * every tap contributes w * (x + input_offset) and the offset is folded into the weight sums. */
-static void conv_patch_s8(const conv_tile *t, int32_t pix, int8_t *dst)
+static inline void conv_fill_s8(int8_t *dst, int8x16_t v, int32_t n)
+{
+    for (; n > 0; n -= 16, dst += 16) vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
+}
+
+/* im2col of output pixel (oy, ox) as int8, padded taps = -input_offset (the input zero point), so
+ * that every tap contributes w * (x + input_offset) and the offset is folded into the weight
+ * sums. A filter row with dilation 1 and no horizontal clipping is one contiguous copy. Offsets
+ * fit int32: the input has at most INT32_MAX elements (conv_check). */
+static void conv_patch_s8(const conv_tile *t, int32_t oy, int32_t ox, int8_t *dst)
 {
     const ep_conv2d_params *p = t->p;
-    const int32_t oy = pix / p->output.w, ox = pix - oy * p->output.w;
     const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    const int32_t in_c = p->input.c;
+    const int32_t in_c = p->input.c, in_w = p->input.w, kw = p->filter.w, row = kw * in_c;
+    const int32_t dw = p->dilation_w;
     const int8x16_t pad = vdupq_n_s8((int8_t)(-p->input_offset));
-    int32_t ky, kx, c;
-    for (ky = 0; ky < p->filter.h; ++ky) {
+    const int whole_rows = dw == 1 && x0 >= 0 && x0 + kw <= in_w;
+    int32_t ky, kx;
+    for (ky = 0; ky < p->filter.h; ++ky, dst += row) {
         const int32_t iy = y0 + ky * p->dilation_h;
-        for (kx = 0; kx < p->filter.w; ++kx, dst += in_c) {
-            const int32_t ix = x0 + kx * p->dilation_w;
-            if (iy < 0 || iy >= p->input.h || ix < 0 || ix >= p->input.w) {
-                for (c = 0; c < in_c; c += 16) vstrbq_p_s8(dst + c, pad, vctp8q((uint32_t)(in_c - c)));
-            } else {
-                const int8_t *src = t->input + ((int64_t)iy * p->input.w + ix) * in_c;
-                for (c = 0; c < in_c; c += 16) {
-                    const mve_pred16_t pr = vctp8q((uint32_t)(in_c - c));
-                    vstrbq_p_s8(dst + c, vldrbq_z_s8(src + c, pr), pr);
-                }
-            }
+        const int8_t *src;
+        if (iy < 0 || iy >= p->input.h) {
+            conv_fill_s8(dst, pad, row);
+            continue;
+        }
+        src = t->input + (iy * in_w + x0) * in_c;
+        if (whole_rows) {
+            conv_copy_s8(dst, src, row);
+            continue;
+        }
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t ix = x0 + kx * dw;
+            if (ix < 0 || ix >= in_w)
+                conv_fill_s8(dst + kx * in_c, pad, in_c);
+            else
+                conv_copy_s8(dst + kx * in_c, src + kx * dw * in_c, in_c);
         }
     }
 }
 
 /* Four dot products of one weight row with four int8 patches: per 16 weights one weight load,
  * four input loads and four VMLADAVA. */
-static inline int32x4_t conv_dot4(const int8_t *w, const int8_t *const col[4], int32_t n)
+static inline __attribute__((always_inline)) int32x4_t conv_dot4(const int8_t *w, const int8_t *c0,
+                                                                 const int8_t *c1, const int8_t *c2,
+                                                                 const int8_t *c3, int32_t n)
 {
-    const int8_t *c0 = col[0], *c1 = col[1], *c2 = col[2], *c3 = col[3];
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     int32_t i = 0;
     int32x4_t r;
@@ -135,17 +150,21 @@ static inline int32x4_t conv_dot4(const int8_t *w, const int8_t *const col[4], i
 static void conv_tile_run(const conv_tile *t)
 {
     const ep_conv2d_params *p = t->p;
-    const int32_t len = t->len, oc_n = p->output.c;
-    const int32_t pixels = p->output.h * p->output.w;
+    const int32_t len = t->len, oc_n = p->output.c, ow = p->output.w;
+    const int32_t pixels = p->output.h * ow;
     const int pointwise = p->filter.h == 1 && p->filter.w == 1 && p->pad_top == 0 && p->pad_left == 0;
     const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)oc_n);
+    const int32_t per_channel = p->requant.count == 1 ? 0 : 1;
+    const int32_t out_offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     int8_t *patch = (int8_t *)t->patch;
     int32_t j, pix, i;
     for (j = 0; j < t->nc; ++j) {
         const int8_t *w = t->w + (int64_t)j * len;
         int32_t s = 0;
-        for (i = 0; i < len; i += 16) s = vaddvaq_p_s8(s, vldrbq_z_s8(w + i, vctp8q((uint32_t)(len - i))),
-                                                       vctp8q((uint32_t)(len - i)));
+        for (i = 0; i < len; i += 16) {
+            const mve_pred16_t pr = vctp8q((uint32_t)(len - i));
+            s = vaddvaq_p_s8(s, vldrbq_z_s8(w + i, pr), pr);
+        }
         t->sums[j] = (int32_t)((uint32_t)(p->bias ? p->bias[t->c0 + j] : 0) +
                                (uint32_t)p->input_offset * (uint32_t)s);
     }
@@ -153,21 +172,32 @@ static void conv_tile_run(const conv_tile *t)
         const int32_t np = pixels - pix < 4 ? pixels - pix : 4;
         const mve_pred16_t store = vctp32q((uint32_t)np);
         const int8_t *col[4];
-        int8_t *out = t->output + (int64_t)pix * oc_n + t->c0;
+        const int32_t *mult = p->requant.multiplier + per_channel * t->c0;
+        const int32_t *shift = p->requant.shift + per_channel * t->c0;
+        const int8_t *w = t->w;
+        int8_t *out = t->output + pix * oc_n + t->c0;
+        int32_t oy = pix / ow, ox = pix - oy * ow;
         for (i = 0; i < 4; ++i) {
-            const int32_t q = pix + (i < np ? i : 0);
-            if (pointwise) {
-                col[i] = conv_pointwise_row(t, q);
+            if (i < np) {
+                if (pointwise) {
+                    col[i] = t->input + (oy * p->stride_h * p->input.w + ox * p->stride_w) * p->input.c;
+                } else {
+                    col[i] = patch + i * len;
+                    conv_patch_s8(t, oy, ox, patch + i * len);
+                }
+                if (++ox == ow) {
+                    ox = 0;
+                    ++oy;
+                }
             } else {
-                col[i] = patch + (int64_t)(i < np ? i : 0) * len;
-                if (i < np) conv_patch_s8(t, q, patch + (int64_t)i * len);
+                col[i] = col[0];
             }
         }
-        for (j = 0; j < t->nc; ++j) {
-            const int32_t oc = t->c0 + j, k = p->requant.count == 1 ? 0 : oc;
-            int32x4_t acc = vaddq_n_s32(conv_dot4(t->w + (int64_t)j * len, col, len), t->sums[j]);
-            acc = ep_mve_requant_n(acc, p->requant.multiplier[k], p->requant.shift[k]);
-            acc = ep_mve_finish(acc, p->output_offset, p->act_min, p->act_max);
+        for (j = 0; j < t->nc; ++j, w += len, mult += per_channel, shift += per_channel) {
+            int32x4_t acc = vaddq_n_s32(conv_dot4(w, col[0], col[1], col[2], col[3], len), t->sums[j]);
+            acc = ep_mve_requant_n(acc, *mult, *shift);
+            acc = vaddq_n_s32(acc, out_offset);
+            acc = vminq_s32(vmaxq_s32(acc, vdupq_n_s32(lo)), vdupq_n_s32(hi));
             vstrbq_scatter_offset_p_s32(out + j, offs, acc, store);
         }
     }
