@@ -23,12 +23,15 @@ static ep_status dw_check(const ep_depthwise_conv2d_params *p)
     return EP_OK;
 }
 
-/* Scratch: palette weights only: the codebook table, then the whole tensor decoded to int8
- * (KH * KW * C * M bytes: every output pixel reuses it). Dense weights need none. */
+/* Scratch: C * M int32 (Helium: each channel's bias + input_offset * the sum of its whole
+ * filter, the start of every unclipped window's accumulator), then for palette weights the
+ * codebook table and the whole tensor decoded to int8 (KH * KW * C * M bytes: every output pixel
+ * reuses it). */
 static int64_t dw_scratch(const ep_depthwise_conv2d_params *p)
 {
     const int64_t n = (int64_t)p->filter.h * p->filter.w * p->filter.c;
-    return p->weights.form == EP_WEIGHTS_PALETTE ? EP_CODEBOOK_TABLE_BYTES + ((n + 3) & ~(int64_t)3) : 0;
+    return 4 * (int64_t)p->output.c +
+           (p->weights.form == EP_WEIGHTS_PALETTE ? EP_CODEBOOK_TABLE_BYTES + ((n + 3) & ~(int64_t)3) : 0);
 }
 
 int32_t ep_depthwise_conv2d_s8_get_buffer_size(const ep_depthwise_conv2d_params *p)
@@ -126,6 +129,27 @@ static inline void dw_rq_store(const ep_depthwise_conv2d_params *p, const dw_rq 
     vstrbq_p_s32(out, ep_mve_finish(acc, p->output_offset, p->act_min, p->act_max), pr);
 }
 
+/* One tap of four pixels px_step apart, four channels: one widening weight load for the four. */
+static inline __attribute__((always_inline)) void dw_tap4(int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3,
+                                                          const int8_t *wp, const int8_t *x0, int32_t px_step,
+                                                          mve_pred16_t pr, const int tail)
+{
+    const int8_t *x1 = x0 + px_step, *x2 = x1 + px_step, *x3 = x2 + px_step;
+    if (tail) {
+        const int32x4_t wv = vldrbq_z_s32(wp, pr);
+        *a0 = vaddq_s32(*a0, vmulq_s32(vldrbq_z_s32(x0, pr), wv));
+        *a1 = vaddq_s32(*a1, vmulq_s32(vldrbq_z_s32(x1, pr), wv));
+        *a2 = vaddq_s32(*a2, vmulq_s32(vldrbq_z_s32(x2, pr), wv));
+        *a3 = vaddq_s32(*a3, vmulq_s32(vldrbq_z_s32(x3, pr), wv));
+    } else {
+        const int32x4_t wv = vldrbq_s32(wp);
+        *a0 = vaddq_s32(*a0, vmulq_s32(vldrbq_s32(x0), wv));
+        *a1 = vaddq_s32(*a1, vmulq_s32(vldrbq_s32(x1), wv));
+        *a2 = vaddq_s32(*a2, vmulq_s32(vldrbq_s32(x2), wv));
+        *a3 = vaddq_s32(*a3, vmulq_s32(vldrbq_s32(x3), wv));
+    }
+}
+
 /* Four output pixels px_step input elements apart (same row, unclipped windows, so one tap
  * rectangle), channels c..c+3: one widening weight load per tap serves the four pixels. The
  * offset term (offset x the taps' weight sum) starts the accumulators, so the tap loop keeps
@@ -134,41 +158,34 @@ static inline void dw_rq_store(const ep_depthwise_conv2d_params *p, const dw_rq 
 static inline __attribute__((always_inline)) void dw_mve_block4(const ep_depthwise_conv2d_params *p,
                                                                 const dw_taps *t, const int8_t *w, int32_t c,
                                                                 int32_t px_step, int8_t *out, int32_t out_step,
-                                                                const int tail)
+                                                                const int32_t *init, const int tail)
 {
     const mve_pred16_t pr = vctp32q((uint32_t)(p->output.c - c));
-    int32x4_t a0 = p->bias ? (tail ? vldrwq_z_s32(p->bias + c, pr) : vldrwq_s32(p->bias + c)) : vdupq_n_s32(0);
-    int32x4_t a1, a2, a3, ws = vdupq_n_s32(0);
+    int32x4_t a0, a1, a2, a3;
     const int8_t *wrow = w + t->e0 + c, *xrow = t->in + c;
     int32_t ky, kx;
     dw_rq r;
-    for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row) {
-        const int8_t *wp = wrow;
-        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col) ws = vaddq_s32(ws, tail ? vldrbq_z_s32(wp, pr) : vldrbq_s32(wp));
+    if (init != NULL) {
+        /* the whole filter: bias + offset * weight sum, computed once per call */
+        a0 = tail ? vldrwq_z_s32(init + c, pr) : vldrwq_s32(init + c);
+    } else {
+        int32x4_t ws = vdupq_n_s32(0);
+        a0 = p->bias ? (tail ? vldrwq_z_s32(p->bias + c, pr) : vldrwq_s32(p->bias + c)) : vdupq_n_s32(0);
+        for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row) {
+            const int8_t *wp = wrow;
+            for (kx = 0; kx < t->cols; ++kx, wp += t->w_col)
+                ws = vaddq_s32(ws, tail ? vldrbq_z_s32(wp, pr) : vldrbq_s32(wp));
+        }
+        a0 = vmlaq_n_s32(a0, ws, p->input_offset);
     }
-    a0 = vmlaq_n_s32(a0, ws, p->input_offset);
     a1 = a0;
     a2 = a0;
     a3 = a0;
     wrow = w + t->e0 + c;
     for (ky = 0; ky < t->rows; ++ky, wrow += t->w_row, xrow += t->in_row) {
         const int8_t *wp = wrow, *x0 = xrow;
-        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col, x0 += t->in_col) {
-            const int8_t *x1 = x0 + px_step, *x2 = x1 + px_step, *x3 = x2 + px_step;
-            if (tail) {
-                const int32x4_t wv = vldrbq_z_s32(wp, pr);
-                a0 = vaddq_s32(a0, vmulq_s32(vldrbq_z_s32(x0, pr), wv));
-                a1 = vaddq_s32(a1, vmulq_s32(vldrbq_z_s32(x1, pr), wv));
-                a2 = vaddq_s32(a2, vmulq_s32(vldrbq_z_s32(x2, pr), wv));
-                a3 = vaddq_s32(a3, vmulq_s32(vldrbq_z_s32(x3, pr), wv));
-            } else {
-                const int32x4_t wv = vldrbq_s32(wp);
-                a0 = vaddq_s32(a0, vmulq_s32(vldrbq_s32(x0), wv));
-                a1 = vaddq_s32(a1, vmulq_s32(vldrbq_s32(x1), wv));
-                a2 = vaddq_s32(a2, vmulq_s32(vldrbq_s32(x2), wv));
-                a3 = vaddq_s32(a3, vmulq_s32(vldrbq_s32(x3), wv));
-            }
-        }
+        for (kx = 0; kx < t->cols; ++kx, wp += t->w_col, x0 += t->in_col)
+            dw_tap4(&a0, &a1, &a2, &a3, wp, x0, px_step, pr, tail);
     }
     r = dw_rq_load(p, c, pr);
     dw_rq_store(p, &r, a0, out + c, pr);
@@ -200,12 +217,35 @@ static inline void dw_mve_block1(const ep_depthwise_conv2d_params *p, const dw_t
 
 /* Depth multiplier 1: rows of output pixels, four at a time where the four windows are not
  * clipped horizontally (then they share one tap rectangle), else one at a time. */
+/* The channel blocks of four unclipped pixels; `init` when the window is the whole filter. Out of
+ * line, so that the register allocator sees only this loop nest. */
+static __attribute__((noinline)) void dw_mve_row4(const ep_depthwise_conv2d_params *p, const dw_taps *t,
+                                                  const int8_t *w, int32_t px_step, int8_t *out, const int32_t *init)
+{
+    const int32_t oc_n = p->output.c, full = oc_n & ~3;
+    int32_t c;
+    if (init != NULL) {
+        for (c = 0; c < full; c += 4) dw_mve_block4(p, t, w, c, px_step, out, oc_n, init, 0);
+        if (c < oc_n) dw_mve_block4(p, t, w, c, px_step, out, oc_n, init, 1);
+    } else {
+        for (c = 0; c < full; c += 4) dw_mve_block4(p, t, w, c, px_step, out, oc_n, NULL, 0);
+        if (c < oc_n) dw_mve_block4(p, t, w, c, px_step, out, oc_n, NULL, 1);
+    }
+}
+
 static void dw_run_mve(const ep_depthwise_conv2d_params *p, const int8_t *input, int8_t *output, const int8_t *w,
-                       dw_taps *t)
+                       dw_taps *t, int32_t *init)
 {
     const int32_t in_c = p->input.c, in_w = p->input.w, in_h = p->input.h, oc_n = p->output.c;
     const int32_t kw = p->filter.w, ow = p->output.w;
+    const int32_t taps = p->filter.h * kw;
     int32_t b, oy, ox;
+    for (ox = 0; ox < oc_n; ox += 4) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(oc_n - ox));
+        int32x4_t ws = vdupq_n_s32(0), v = p->bias ? vldrwq_z_s32(p->bias + ox, pr) : vdupq_n_s32(0);
+        for (b = 0; b < taps; ++b) ws = vaddq_s32(ws, vldrbq_z_s32(w + b * oc_n + ox, pr));
+        vstrwq_p_s32(init + ox, vmlaq_n_s32(v, ws, p->input_offset), pr);
+    }
     for (b = 0; b < p->output.n; ++b) {
         for (oy = 0; oy < p->output.h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_top;
@@ -219,14 +259,12 @@ static void dw_run_mve(const ep_depthwise_conv2d_params *p, const int8_t *input,
                 const int32_t x3 = (ox + 3) * p->stride_w - p->pad_left;
                 int32_t c;
                 if (rows > 0 && ox + 4 <= ow && x0 >= 0 && x3 + (int64_t)(kw - 1) * p->dilation_w < in_w) {
-                    const int32_t full = oc_n & ~3;
+                    const int32_t *whole = rows == p->filter.h ? init : NULL;
                     t->rows = rows;
                     t->cols = kw;
                     t->e0 = ky0 * kw * oc_n;
                     t->in = in_row + (int64_t)x0 * in_c;
-                    for (c = 0; c < full; c += 4)
-                        dw_mve_block4(p, t, w, c, p->stride_w * in_c, out_row + (int64_t)ox * oc_n, oc_n, 0);
-                    if (c < oc_n) dw_mve_block4(p, t, w, c, p->stride_w * in_c, out_row + (int64_t)ox * oc_n, oc_n, 1);
+                    dw_mve_row4(p, t, w, p->stride_w * in_c, out_row + (int64_t)ox * oc_n, whole);
                     ox += 4;
                 } else {
                     int32_t kx0;
@@ -331,11 +369,11 @@ ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8
     if (input == NULL || output == NULL) return EP_ERR_ARG;
     st = ep_weights_prepare(&p->weights, 1, (int64_t)p->filter.h * p->filter.w * p->filter.c, &stride64);
     if (st != EP_OK) return st;
+    if (scratch == NULL || (((uintptr_t)scratch) & 3u) != 0) return EP_ERR_ARG;
+    if ((int64_t)scratch_bytes < dw_scratch(p)) return EP_ERR_BUFFER;
     w = (const int8_t *)p->weights.data;
     if (p->weights.form == EP_WEIGHTS_PALETTE) {
-        int8_t *table = (int8_t *)scratch;
-        if (scratch == NULL || (((uintptr_t)scratch) & 3u) != 0) return EP_ERR_ARG;
-        if ((int64_t)scratch_bytes < dw_scratch(p)) return EP_ERR_BUFFER;
+        int8_t *table = (int8_t *)scratch + 4 * p->output.c;
         ep_codebook_table(&p->weights, table);
         ep_palette_decode_rows((const uint8_t *)p->weights.data, p->weights.bits, stride64, 1,
                                p->filter.h * p->filter.w * p->filter.c, table, table + EP_CODEBOOK_TABLE_BYTES);
@@ -356,7 +394,7 @@ ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8
         t.w_col = oc_n;
 #if EP_USE_MVE
         if (p->depth_multiplier == 1) {
-            dw_run_mve(p, input, output, w, &t);
+            dw_run_mve(p, input, output, w, &t, (int32_t *)scratch);
             return EP_OK;
         }
 #endif
