@@ -180,13 +180,29 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
 ep_status ep_pool_check(const ep_pool_params *p);
 ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output);
 
+/*
+ * MultiplyByQuantizedMultiplier for a multiplier m >= 0 (all ep_requant_ok admits), bit-exact
+ * with ep_MultiplyByQuantizedMultiplier and branch-free: with m >= 0 the saturating case of
+ * SaturatingRoundingDoublingHighMul (both operands INT32_MIN) cannot occur, and its rounding of
+ * the 64-bit product ab (add 2^30, or 1 - 2^30 when ab < 0, then truncate) equals
+ * floor((ab + 2^30) / 2^31), bits 31..62 of ab + 2^30 (|ab| < 2^62: they fit an int32).
+ */
+static inline int32_t ep_mbqm_nonneg(int32_t x, int32_t m, int32_t shift)
+{
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * m;
+    const int32_t r = (int32_t)(uint32_t)((uint64_t)(ab + ((int64_t)1 << 30)) >> 31);
+    return ep_RoundingDivideByPOT(r, right);
+}
+
 /* Requantize an accumulator of output channel oc and clamp. */
 static inline int8_t ep_requant_out(int32_t acc, const ep_requant *q, int32_t oc, int32_t out_offset, int32_t lo,
                                     int32_t hi)
 {
     const int32_t k = q->count == 1 ? 0 : oc;
     /* Wrapping add: defined behaviour even for hostile parameters (the clamp bounds the result). */
-    int32_t v = ep_wadd(ep_MultiplyByQuantizedMultiplier(acc, q->multiplier[k], q->shift[k]), out_offset);
+    int32_t v = ep_wadd(ep_mbqm_nonneg(acc, q->multiplier[k], q->shift[k]), out_offset);
     return (int8_t)ep_clamp_i32(v, lo, hi);
 }
 
