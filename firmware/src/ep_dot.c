@@ -399,3 +399,43 @@ void ep_dot_dense_2x2(const int8_t *w0, const int8_t *w1, const int16_t *x0, con
     acc[2] = (int32_t)a10;
     acc[3] = (int32_t)a11;
 }
+
+void ep_dot_dense_2x1(const int8_t *w0, const int8_t *w1, const int16_t *x, int32_t n, int32_t acc[2])
+{
+    /* Two rows against one input row (FULLY_CONNECTED): each input pair is loaded once for both
+     * rows. x as rearranged by ep_dense_prepare_row. */
+    ep_acc a0 = 0, a1 = 0;
+    int32_t i = 0;
+#if EP_USE_DSP
+    const uint8_t *b0 = (const uint8_t *)w0, *b1 = (const uint8_t *)w1;
+    const int16_t *p = x;
+    int32_t k;
+    for (k = n >> 2; k > 0; --k) {
+        const uint32_t x02 = ld_pair(p), x13 = ld_pair(p + 2);
+        const uint32_t wa = ep_load_u32le(b0), wb = ep_load_u32le(b1);
+        a0 = __smlad(__sxtb16(wa), x02, a0);
+        a1 = __smlad(__sxtb16(wb), x02, a1);
+        a0 = __smlad(sxtb16_ror8(wa), x13, a0);
+        a1 = __smlad(sxtb16_ror8(wb), x13, a1);
+        b0 += 4;
+        b1 += 4;
+        p += 4;
+    }
+    i = n & ~3;
+#else
+    for (; i + 4 <= n; i += 4) {
+        int32_t k;
+        for (k = 0; k < 4; ++k) {
+            const int32_t xi = k == 1 ? 2 : k == 2 ? 1 : k; /* (x0, x2, x1, x3) order */
+            a0 += (uint32_t)(w0[i + k] * x[i + xi]);
+            a1 += (uint32_t)(w1[i + k] * x[i + xi]);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        a0 += (ep_acc)(w0[i] * x[i]);
+        a1 += (ep_acc)(w1[i] * x[i]);
+    }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+}

@@ -250,7 +250,17 @@ ep_status ep_fully_connected_s8(const ep_fully_connected_params *p, const int8_t
         if (p->weights.form == EP_WEIGHTS_DENSE) {
             const int8_t *w = (const int8_t *)p->weights.data;
             const int32_t sum_row = ep_dense_prepare_row(xrow, p->input_depth);
-            for (oc = 0; oc < p->output_depth; ++oc, w += p->input_depth) {
+            /* two rows a step share each input load */
+            for (oc = 0; oc + 2 <= p->output_depth; oc += 2, w += 2 * p->input_depth) {
+                int32_t acc[2], j;
+                ep_dot_dense_2x1(w, w + p->input_depth, xrow, p->input_depth, acc);
+                for (j = 0; j < 2; ++j) {
+                    int32_t a = ep_wadd(acc[j], (int32_t)sum_x);
+                    if (p->bias) a = ep_wadd(a, p->bias[oc + j]);
+                    out[oc + j] = ep_requant_out(a, &p->requant, oc + j, p->output_offset, p->act_min, p->act_max);
+                }
+            }
+            if (oc < p->output_depth) {
                 int32_t acc = ep_wadd(ep_dot_dense(w, xrow, p->input_depth, sum_row), (int32_t)sum_x);
                 if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
                 out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);

@@ -241,6 +241,8 @@ void ep_palette_decode_rows(const uint8_t *rows, int32_t bits, int64_t stride, i
  * ep_dense_prepare_row); acc[0] = w0.x0, acc[1] = w0.x1, acc[2] = w1.x0, acc[3] = w1.x1. */
 void ep_dot_dense_2x2(const int8_t *w0, const int8_t *w1, const int16_t *x0, const int16_t *x1, int32_t n,
                       int32_t acc[4]);
+/* Two rows against one input row: acc[0] = w0.x, acc[1] = w1.x. */
+void ep_dot_dense_2x1(const int8_t *w0, const int8_t *w1, const int16_t *x, int32_t n, int32_t acc[2]);
 
 #if EP_USE_MVE
 /* MultiplyByQuantizedMultiplier on four lanes, per-lane multiplier and shift, bit-exact with the
