@@ -159,7 +159,8 @@ def run(layers, cflags: list[str], board: str, cmsis_dir: Path | None, repeat: i
         libs = [cmsis_library(cmsis_dir, [f for f in cflags if f not in ("-Wall", "-Wextra", "-Werror")])]
         extra = ["-I", str(cmsis_dir / "Include")]
     out = RK.build_and_run(generate(layers, repeat, cmsis_dir is not None), work, cflags + extra, board, libs)
-    return {(int(m[1]), m[2]): (int(m[3]) / RK.TICKS_PER_INSN, m[4])
+    tpi = RK.ticks_per_insn(out)
+    return {(int(m[1]), m[2]): (int(m[3]) / tpi, m[4])
             for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out)}
 
 
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--m4", action="store_true", help="also run the DSP build on mps2-an386 (Cortex-M4)")
-    ap.add_argument("--only", choices=["Helium", "DSP"], help="run one build only")
+    ap.add_argument("--only", choices=["Helium", "DSP", "DSP M4"], help="run one build only")
     args = ap.parse_args(argv)
     cmsis_dir = Path(os.environ["CMSIS_NN_DIR"]) if os.environ.get("CMSIS_NN_DIR") else None
     layers = make_layers(args.seed)

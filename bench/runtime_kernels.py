@@ -11,6 +11,7 @@ kernel's output matches, and prints a markdown table: instructions, weight bytes
 
     python bench/runtime_kernels.py [--models a,b] [--keep DIR] [--cflags "-O3"]
     python bench/runtime_kernels.py --plan pertensor --images 4   # whole model via ep_plan_run
+    python bench/runtime_kernels.py --board mps2-an386 --random 48  # the DSP path on a Cortex-M4
 
 Palette form of a real layer: codebook = sorted unique int8 values of the tensor, bits =
 ceil(log2 K). With --k16, layers with more than 16 distinct values are re-clustered to 16 codes
@@ -319,7 +320,13 @@ def generate(layers, repeat: int) -> str:
             calls.append((i, form, call, expected.size))
     parts.append("\nint main(void)\n{\n    uint64_t t0, t1, base;\n    ep_status st;\n    int bad = 0;\n"
                  "    counter_start();\n    t0 = counter_read();\n    t1 = counter_read();\n"
-                 "    base = t1 - t0;\n")
+                 "    base = t1 - t0;\n"
+                 # calibration: 1 + 2 * 4096 instructions of known count (SysTick ticks per
+                 # instruction differ by board: 1.024 on mps3-an547, 0.8 on mps2-an386, ...)
+                 "    t0 = counter_read();\n"
+                 "    __asm__ volatile(\"mov r0, #4096\\n1: subs r0, r0, #1\\n bne 1b\" ::: \"r0\", \"cc\");\n"
+                 "    t1 = counter_read();\n"
+                 "    printf(\"CAL %lu\\n\", (unsigned long)(t1 - t0 - base));\n")
     for i, form, call, n in calls:
         parts.append(
             f"    memset(out_buf, 0, {n});\n    t0 = counter_read();\n"
@@ -432,6 +439,15 @@ BENCH_BOARDS = {
 COMMON_CFLAGS = CFLAGS[3:]  # everything but the CPU flags
 
 
+CAL_INSNS = 1 + 2 * 4096  # the calibration loop generate() times
+
+
+def ticks_per_insn(out: str) -> float:
+    """SysTick ticks per instruction measured by the firmware's calibration loop."""
+    m = re.search(r"CAL (\d+)", out)
+    return int(m[1]) / CAL_INSNS if m else TICKS_PER_INSN
+
+
 def board_cflags(board: str) -> list[str]:
     return BENCH_BOARDS[board] + COMMON_CFLAGS
 
@@ -509,10 +525,12 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     out = build_and_run(src, work, cflags, args.board)
     res = {}
+    tpi = ticks_per_insn(out)
     for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out):
         res[(int(m[1]), m[2])] = (int(m[3]), m[4])
     print(f"QEMU {args.board}, -icount shift=5, arm-none-eabi-gcc {' '.join(cflags)}")
-    print("instructions = SysTick ticks / 1.024; weight bytes = indices + codebook (palette) or int8 weights\n")
+    print(f"instructions = SysTick ticks / {tpi:.3f} (calibrated on a loop of known length); weight bytes = "
+          "indices + codebook (palette) or int8 weights\n")
     print("| layer | K | bits | dense instr | palette instr | instr ratio | dense weight B | palette weight B "
           "| bytes ratio | outputs |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -520,7 +538,7 @@ def main(argv=None):
     for i, (label, dense, pal, x, expected) in enumerate(layers):
         (td, okd), (tp, okp) = res[(i, "dense")], res[(i, "palette")]
         wf = pal.params.weights
-        di, pi = td / TICKS_PER_INSN, tp / TICKS_PER_INSN
+        di, pi = td / tpi, tp / tpi
         tot["d"] += di
         tot["p"] += pi
         tot["db"] += dense.weight_bytes
