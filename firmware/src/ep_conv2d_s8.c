@@ -248,12 +248,20 @@ static void conv_patch_s16(const conv_tile *t, int32_t pix, int16_t *dst)
     (void)ep_dense_prepare_row(x, t->len);
 }
 
-static inline void conv_store(const conv_tile *t, int8_t *out, int32_t j, int32_t acc)
+/* Requantization constants of one tile, hoisted out of the pixel loop. */
+typedef struct {
+    const int32_t *bias;   /* t->sums: the tile's biases (0 without) */
+    const int32_t *mult, *shift;
+    int32_t step;          /* 1 per-channel, 0 per-tensor */
+    int32_t out_offset, lo, hi;
+} conv_rq;
+
+static inline void conv_store(const conv_rq *q, int8_t *out, int32_t j, int32_t acc)
 {
-    const ep_conv2d_params *p = t->p;
-    const int32_t oc = t->c0 + j;
-    if (p->bias) acc = ep_wadd(acc, p->bias[oc]);
-    out[oc] = ep_requant_out(acc, &p->requant, oc, p->output_offset, p->act_min, p->act_max);
+    const int32_t k = j * q->step;
+    /* wrapping adds: defined for any parameters (the clamp bounds the result) */
+    const int32_t v = ep_wadd(ep_mbqm_nonneg(ep_wadd(acc, q->bias[j]), q->mult[k], q->shift[k]), q->out_offset);
+    out[j] = (int8_t)ep_clamp_i32(v, q->lo, q->hi);
 }
 
 /* DSP and plain C: two output pixels x two channels per inner loop (ep_dot_dense_2x2). */
@@ -265,26 +273,36 @@ static void conv_tile_run(const conv_tile *t)
     int16_t *xa = (int16_t *)t->patch;
     int16_t *xb = xa + ((len + 2) & ~1);
     int32_t pix, j;
+    conv_rq q;
+    for (j = 0; j < t->nc; ++j) t->sums[j] = p->bias ? p->bias[t->c0 + j] : 0;
+    q.bias = t->sums;
+    q.step = p->requant.count == 1 ? 0 : 1;
+    q.mult = p->requant.multiplier + q.step * t->c0;
+    q.shift = p->requant.shift + q.step * t->c0;
+    q.out_offset = p->output_offset;
+    q.lo = p->act_min;
+    q.hi = p->act_max;
     for (pix = 0; pix < pixels; pix += 2) {
-        int8_t *oa = t->output + (int64_t)pix * oc_n;
+        int8_t *oa = t->output + (int64_t)pix * oc_n + t->c0;
+        const int8_t *w = t->w;
         conv_patch_s16(t, pix, xa);
         if (pix + 1 < pixels) {
             int8_t *ob = oa + oc_n;
             conv_patch_s16(t, pix + 1, xb);
-            for (j = 0; j + 2 <= t->nc; j += 2) {
+            for (j = 0; j + 2 <= t->nc; j += 2, w += 2 * len) {
                 int32_t acc[4];
-                ep_dot_dense_2x2(t->w + (int64_t)j * len, t->w + (int64_t)(j + 1) * len, xa, xb, len, acc);
-                conv_store(t, oa, j, acc[0]);
-                conv_store(t, ob, j, acc[1]);
-                conv_store(t, oa, j + 1, acc[2]);
-                conv_store(t, ob, j + 1, acc[3]);
+                ep_dot_dense_2x2(w, w + len, xa, xb, len, acc);
+                conv_store(&q, oa, j, acc[0]);
+                conv_store(&q, ob, j, acc[1]);
+                conv_store(&q, oa, j + 1, acc[2]);
+                conv_store(&q, ob, j + 1, acc[3]);
             }
             if (j < t->nc) {
-                conv_store(t, oa, j, ep_dot_dense(t->w + (int64_t)j * len, xa, len, 0));
-                conv_store(t, ob, j, ep_dot_dense(t->w + (int64_t)j * len, xb, len, 0));
+                conv_store(&q, oa, j, ep_dot_dense(w, xa, len, 0));
+                conv_store(&q, ob, j, ep_dot_dense(w, xb, len, 0));
             }
         } else {
-            for (j = 0; j < t->nc; ++j) conv_store(t, oa, j, ep_dot_dense(t->w + (int64_t)j * len, xa, len, 0));
+            for (j = 0; j < t->nc; ++j, w += len) conv_store(&q, oa, j, ep_dot_dense(w, xa, len, 0));
         }
     }
 }
