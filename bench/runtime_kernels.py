@@ -11,6 +11,7 @@ kernel's output matches, and prints a markdown table: instructions, weight bytes
 
     python bench/runtime_kernels.py [--models a,b] [--keep DIR] [--cflags "-O3"]
     python bench/runtime_kernels.py --plan pertensor --images 4   # whole model via ep_plan_run
+    python bench/runtime_kernels.py --board mps2-an386 --random 48  # the DSP path on a Cortex-M4
 
 Palette form of a real layer: codebook = sorted unique int8 values of the tensor, bits =
 ceil(log2 K). With --k16, layers with more than 16 distinct values are re-clustered to 16 codes
@@ -77,6 +78,7 @@ class KernelCall:
     scratch: int
     weight_bytes: int
     keep: list = field(default_factory=list)
+    weight_sums: np.ndarray | None = None  # FULLY_CONNECTED: stored per-row weight sums (else NULL)
 
     def run(self, rt: H.Runtime, x: np.ndarray) -> np.ndarray:
         n = int(np.prod(self.out_shape))
@@ -292,10 +294,14 @@ def emit_layer(i: int, form: str, lw, x, expected) -> tuple[str, str]:
             f"{pre}_b}};\n")
         call = f"ep_depthwise_conv2d_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
     else:
+        sums = "NULL"
+        if getattr(lw, "weight_sums", None) is not None:
+            out.append(c_array(f"{pre}_ws", "int32_t", lw.weight_sums))
+            sums = f"{pre}_ws"
         out.append(
             f"static const ep_fully_connected_params {pre}_p = {{{p.batches},{p.input_depth},{p.output_depth},"
             f"{p.input_offset},{p.weights_offset},{p.output_offset},{p.act_min},{p.act_max},{rq},{weights},"
-            f"{pre}_b}};\n")
+            f"{pre}_b,{sums}}};\n")
         call = f"ep_fully_connected_s8(&{pre}_p, L{i}_in, out_buf, scratch, sizeof scratch)"
     return "".join(out), call
 
@@ -314,7 +320,13 @@ def generate(layers, repeat: int) -> str:
             calls.append((i, form, call, expected.size))
     parts.append("\nint main(void)\n{\n    uint64_t t0, t1, base;\n    ep_status st;\n    int bad = 0;\n"
                  "    counter_start();\n    t0 = counter_read();\n    t1 = counter_read();\n"
-                 "    base = t1 - t0;\n")
+                 "    base = t1 - t0;\n"
+                 # calibration: 1 + 2 * 4096 instructions of known count (SysTick ticks per
+                 # instruction differ by board: 1.024 on mps3-an547, 0.8 on mps2-an386, ...)
+                 "    t0 = counter_read();\n"
+                 "    __asm__ volatile(\"mov r0, #4096\\n1: subs r0, r0, #1\\n bne 1b\" ::: \"r0\", \"cc\");\n"
+                 "    t1 = counter_read();\n"
+                 "    printf(\"CAL %lu\\n\", (unsigned long)(t1 - t0 - base));\n")
     for i, form, call, n in calls:
         parts.append(
             f"    memset(out_buf, 0, {n});\n    t0 = counter_read();\n"
@@ -396,14 +408,14 @@ def generate_plan(name: str, xs: np.ndarray, expected: np.ndarray) -> str:
     return "".join(parts)
 
 
-def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> int:
+def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str], board: str = "mps3-an547") -> int:
     model_bytes = (FIXTURES / name).read_bytes()
     model = load_model(FIXTURES / name)
     xs = _input_int8(model, np.load(FIXTURES / "digits_test.npz")["x"][:n_images])
     expected = np.stack([run_tflm(model_bytes, [img[None]]).ravel() for img in xs])
-    out = build_and_run(generate_plan(name, xs, expected), work, cflags)
+    out = build_and_run(generate_plan(name, xs, expected), work, cflags, board)
     res = {(m[1], int(m[2])): int(m[3]) for m in re.finditer(r"PLAN (\w+) (\d+) (\d+)", out)}
-    print(f"{name}: whole model through ep_plan_run on the Cortex-M55, {n_images} images, outputs vs TFLM: "
+    print(f"{name}: whole model through ep_plan_run on QEMU {board}, {n_images} images, outputs vs TFLM: "
           f"{'all equal' if 'DONE 0' in out else 'MISMATCH'}\n")
     print("| op | kernel | dense instr | palette instr | ratio |")
     print("| --- | --- | --- | --- | --- |")
@@ -416,17 +428,60 @@ def run_plan_bench(name: str, n_images: int, work: Path, cflags: list[str]) -> i
     return 0 if "DONE 0" in out else 1
 
 
-def build_and_run(src: str, work: Path, cflags: list[str]) -> str:
+# Boards the bench runs on: QEMU machine, compiler flags. mps3-an547 (Helium) links with
+# bench/m55/link.ld; the DSP-only MPS2 boards with a script made from their board file.
+BENCH_BOARDS = {
+    "mps3-an547": ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],
+    "mps2-an386": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "mps2-an500": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+    "mps2-an505": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+}
+COMMON_CFLAGS = CFLAGS[3:]  # everything but the CPU flags
+
+
+CAL_INSNS = 1 + 2 * 4096  # the calibration loop generate() times
+
+
+def ticks_per_insn(out: str) -> float:
+    """SysTick ticks per instruction measured by the firmware's calibration loop."""
+    m = re.search(r"CAL (\d+)", out)
+    return int(m[1]) / CAL_INSNS if m else TICKS_PER_INSN
+
+
+def board_cflags(board: str) -> list[str]:
+    return BENCH_BOARDS[board] + COMMON_CFLAGS
+
+
+def linker_script(board: str, work: Path) -> Path:
+    """bench/m55/link.ld for the M55; for another board the same layout over its board file's
+    regions (code, read-only layer data in the model region, data + stack)."""
+    if board == "mps3-an547":
+        return M55 / "link.ld"
+    from edgepack.boards import load_board
+
+    b = load_board(board)
+    code, model, data = b.region_for("code"), b.region_for("model"), b.region_for("data")
+    text = (M55 / "link.ld").read_text()
+    memory = (f"MEMORY\n{{\n    ITCM (rx)  : ORIGIN = {code.address:#x}, LENGTH = {code.size:#x}\n"
+              f"    DTCM (rwx) : ORIGIN = {data.address:#x}, LENGTH = {data.size:#x}\n"
+              f"    DDR  (r)   : ORIGIN = {model.address:#x}, LENGTH = {model.size:#x}\n}}\n")
+    text = re.sub(r"MEMORY\s*\{[^}]*\}\n", memory, text, count=1)
+    path = work / f"{board}.ld"
+    path.write_text(text)
+    return path
+
+
+def build_and_run(src: str, work: Path, cflags: list[str], board: str = "mps3-an547", libs: tuple = ()) -> str:
     (work / "bench_main.c").write_text(src)
     elf = work / "fw.elf"
     cmd = (["arm-none-eabi-gcc", *cflags, "-I", str(ROOT / "firmware/include"), "-I", str(M55),
             str(work / "bench_main.c"), str(M55 / "startup.c"), *map(str, sorted((ROOT / "firmware/src").glob("*.c"))),
-            "-T", str(M55 / "link.ld"), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
-            "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", "-o", str(elf)])
+            "-T", str(linker_script(board, work)), "-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs",
+            "-Wl,--gc-sections", f"-Wl,-Map={work / 'fw.map'}", *map(str, libs), "-o", str(elf)])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"build failed:\n{' '.join(cmd)}\n{r.stderr}")
-    r = subprocess.run(["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-semihosting-config",
+    r = subprocess.run(["qemu-system-arm", "-M", board, "-nographic", "-semihosting-config",
                         "enable=on,target=native", "-icount", "shift=5", "-kernel", str(elf)],
                        capture_output=True, text=True, timeout=600)
     if "DONE" not in r.stdout:
@@ -447,12 +502,15 @@ def main(argv=None):
                     help="also run MobileNetV2-shaped depthwise 3x3 and pointwise 1x1 layers at K = 16")
     ap.add_argument("--plan", help="run this fixture model end to end through ep_plan_run (per-op hook counts)")
     ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--board", default="mps3-an547", choices=sorted(BENCH_BOARDS),
+                    help="QEMU board: mps3-an547 (Cortex-M55, Helium) or a DSP-only MPS2 board")
     args = ap.parse_args(argv)
+    cflags = board_cflags(args.board) + args.cflags.split()
     if args.plan:
         work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         name = next(p.name for p in sorted(FIXTURES.glob("*.tflite")) if args.plan in p.name)
-        return run_plan_bench(name, args.images, work, CFLAGS + args.cflags.split())
+        return run_plan_bench(name, args.images, work, cflags, args.board)
     names = sorted(p.name for p in FIXTURES.glob("*.tflite"))
     if args.models == "none":
         names = []
@@ -465,12 +523,14 @@ def main(argv=None):
     src = generate(layers, args.repeat)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    out = build_and_run(src, work, CFLAGS + args.cflags.split())
+    out = build_and_run(src, work, cflags, args.board)
     res = {}
+    tpi = ticks_per_insn(out)
     for m in re.finditer(r"RESULT (\d+) (\w+) (\d+) (\w+)", out):
         res[(int(m[1]), m[2])] = (int(m[3]), m[4])
-    print(f"Cortex-M55 (QEMU mps3-an547, -icount shift=5), arm-none-eabi-gcc {' '.join(CFLAGS + args.cflags.split())}")
-    print("instructions = SysTick ticks / 1.024; weight bytes = indices + codebook (palette) or int8 weights\n")
+    print(f"QEMU {args.board}, -icount shift=5, arm-none-eabi-gcc {' '.join(cflags)}")
+    print(f"instructions = SysTick ticks / {tpi:.3f} (calibrated on a loop of known length); weight bytes = "
+          "indices + codebook (palette) or int8 weights\n")
     print("| layer | K | bits | dense instr | palette instr | instr ratio | dense weight B | palette weight B "
           "| bytes ratio | outputs |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -478,7 +538,7 @@ def main(argv=None):
     for i, (label, dense, pal, x, expected) in enumerate(layers):
         (td, okd), (tp, okp) = res[(i, "dense")], res[(i, "palette")]
         wf = pal.params.weights
-        di, pi = td / TICKS_PER_INSN, tp / TICKS_PER_INSN
+        di, pi = td / tpi, tp / tpi
         tot["d"] += di
         tot["p"] += pi
         tot["db"] += dense.weight_bytes

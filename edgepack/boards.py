@@ -27,7 +27,7 @@ DEFAULT_BOARD = "corstone-300"
 # "npu_cache" is the SRAM an Ethos-U65/U85 uses as its private cache in Dedicated_Sram mode.
 SECTIONS = ("code", "rodata", "model", "arena", "data", "stack")
 HOLDS = SECTIONS + ("npu_cache",)
-CORES = ("cortex-m55", "cortex-m85", "host")
+CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "cortex-m85", "host")
 TOOLCHAINS = ("arm-none-eabi", "host")
 # Vela 5.2's accelerator configurations: family and MAC count
 ACCELERATOR_RE = re.compile(r"^ethos-(u55|u65|u85)-(\d+)$")
@@ -50,7 +50,7 @@ class MemoryRegion:
 
 @dataclass
 class CpuSpec:
-    core: str  # "cortex-m55", "cortex-m85" or "host"
+    core: str  # one of CORES
     toolchain: str  # "arm-none-eabi" or "host"
     cflags: list[str]
     ldflags: list[str]
@@ -89,6 +89,7 @@ class BoardSpec:
     memory: list[MemoryRegion]
     npu: NpuSpec | None
     sim: SimSpec
+    uart_base: int | None = None  # CMSDK UART0 the firmware prints to (None: the MPS3 default)
 
     def region_for(self, what: str) -> MemoryRegion:
         """The memory region that holds `what` (one of HOLDS)."""
@@ -255,8 +256,11 @@ def parse_board(path: Path) -> BoardSpec:
         s.fail("host", f"is {str(sim.host).lower()} but the toolchain is {cpu.toolchain!r}")
     if npu is not None and cpu.core == "host":
         n.fail("accelerator", "a host board has no NPU")
+    uart_base = top.get("uart_base", int, required=False)
+    if uart_base is not None and not 0 <= uart_base < 1 << 32:
+        top.fail("uart_base", f"{uart_base:#x} is outside the 32-bit address space")
     return BoardSpec(name=name, description=description, path=path, cpu=cpu, memory=memory,
-                     npu=npu, sim=sim)
+                     npu=npu, sim=sim, uart_base=uart_base)
 
 
 # --- lookup ----------------------------------------------------------------------------------

@@ -320,7 +320,8 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
             tmp, model=model, board=board, steps=steps, arena=arena, blob=blob, golden=golden,
             model_data=model_data, golden_data=golden_data, golden_input_symbols=in_syms,
             golden_output_symbols=out_syms, result=result, vela_model=vela_optimized,
-            placement=placement, stack_size=STACK_SIZE, heap_size=HEAP_SIZE, uart_base=UART0_BASE)
+            placement=placement, stack_size=STACK_SIZE, heap_size=HEAP_SIZE,
+            uart_base=board.uart_base if board.uart_base is not None else UART0_BASE)
         (tmp / "build.json").write_text(json.dumps(result.as_dict(), indent=2, default=_json_default)
                                         + "\n", encoding="utf-8")
         from .report import write_report  # report.json + report.html (issue 8)

@@ -112,7 +112,7 @@ class DepthwiseParams(C.Structure):
 class FCParams(C.Structure):
     _fields_ = (_i32s("batches", "input_depth", "output_depth", "input_offset", "weights_offset", "output_offset",
                       "act_min", "act_max")
-                + [("requant", Requant), ("weights", WeightsS), ("bias", vp)])
+                + [("requant", Requant), ("weights", WeightsS), ("bias", vp), ("weight_sums", vp)])
 
 
 class PoolParams(C.Structure):

@@ -93,6 +93,8 @@ def marshal(ctype, values: dict, resolve):
     """A designated-initializer dict (plan.c_initializer's input) as the ctypes struct."""
     kwargs = {}
     for name, ftype in ctype._fields_:
+        if name not in values:  # an optional trailing pointer the lowering leaves out (NULL)
+            continue
         v = values[name]
         if isinstance(v, dict):
             kwargs[name] = marshal(ftype, v, resolve)

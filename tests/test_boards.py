@@ -12,7 +12,7 @@ from edgepack.boards import (DEFAULT_BOARD, SECTIONS, BOARDS_DIR, list_boards, l
 from edgepack.errors import UsageError
 
 SHIPPED = ["corstone-300", "corstone-300-u65", "corstone-310", "corstone-320", "host",
-           "mps3-an547"]
+           "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"]
 NPU_BOARDS = ["corstone-300", "corstone-300-u65", "corstone-310", "corstone-320"]
 
 
@@ -103,7 +103,7 @@ def _broken(tmp_path: Path, old: str, new: str, base: str = "corstone-300") -> P
     ('description = "Arm Corstone-300', 'descr = "x', "description", "is missing"),
     ("size = 0x00200000", 'size = "2M"', "memory[2].size", "must be an integer"),
     ("address = 0x10000000", "address = true", "memory[0].address", "must be an integer"),
-    ('core = "cortex-m55"', 'core = "cortex-m4"', "cpu.core", "expected one of"),
+    ('core = "cortex-m55"', 'core = "cortex-m3"', "cpu.core", "expected one of"),
     ('accelerator = "ethos-u55-128"', 'accelerator = "ethos-u55-100"', "npu.accelerator",
      "expected one of"),
     ("macs = 128", "macs = 64", "npu.macs", "has 128"),

@@ -49,6 +49,18 @@ def test_every_fixture_runs_bit_exactly_under_qemu(root, model, board):
         assert (project / "build" / image).stat().st_size > 0
 
 
+@ARM
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an500", "mps2-an505"])
+def test_a_generated_project_runs_bit_exactly_on_the_dsp_only_boards(root, board):
+    """Cortex-M4 / M7 / M33 (DSP paths, no Helium): the project builds for the board and passes."""
+    project = built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), board)
+    (result,) = run_project(project, sim="qemu", timeout=120)
+    assert result.passed, result.failure or result.output
+    assert result.result_line == "EDGEPACK RESULT: PASS 4/4 inputs, 0 mismatched bytes"
+    assert f"QEMU {board}" in result.where
+    assert all(m["used"] <= m["size"] for m in result.memory)
+
+
 @HOST
 @pytest.mark.parametrize("model", INT8_MODELS)
 def test_every_fixture_runs_bit_exactly_on_the_host_under_sanitizers(root, model):

@@ -1,4 +1,4 @@
-"""Spec: the runtime built for the Cortex-M55 (arm-none-eabi-gcc -O2, DSP paths: SXTB16/SMLAD)
+"""Spec: the runtime built for the Cortex-M55 (arm-none-eabi-gcc -O2, Helium paths, DSP for the rest)
 computes the same bytes as the host build, which is bit-exact with TFLM: every weighted layer of
 every fixture model in both weight forms, plus random layers with odd lengths and every index
 width 1-8, run under QEMU (mps3-an547). Skipped where the toolchain or QEMU is missing."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import quant
-from ..plan import PlanStep, shape4, shape_init
+from ..plan import C, PlanStep, shape4, shape_init
 from ..resources import FIRMWARE_DIR
 from ..tflite import Model, Operator
 from .base import (
@@ -19,30 +19,51 @@ from .base import (
 )
 
 
-def palette_table_bytes() -> int:
-    """The runtime's palette lookup-table scratch (EP_PALETTE_TABLE_BYTES in ep_internal.h)."""
+def _runtime_define(name: str) -> int:
+    """An integer #define of the runtime's private header (firmware/src/ep_internal.h)."""
     import re
 
     text = (FIRMWARE_DIR / "src" / "ep_internal.h").read_text(encoding="utf-8")
-    m = re.search(r"#define\s+EP_PALETTE_TABLE_BYTES\s+(\d+)", text)
+    m = re.search(rf"#define\s+{name}\s+(\d+)", text)
     return int(m.group(1)) if m else 0
 
 
-def conv2d_scratch_bytes(patch_len: int, palette: bool) -> int:
-    """ep_conv2d_s8_get_buffer_size: the palette table, then an int16 im2col patch of
-    patch_len + 1 elements (a zero pad for pair reads) rounded up to 4 bytes.
+def palette_table_bytes() -> int:
+    """The runtime's palette lookup-table scratch (EP_PALETTE_TABLE_BYTES in ep_internal.h)."""
+    return _runtime_define("EP_PALETTE_TABLE_BYTES")
+
+
+def _palette_tile_rows(row_len: int, rows: int) -> int:
+    """ep_palette_tile_rows: rows of palette weights CONV_2D decodes at once."""
+    t = (_runtime_define("EP_PALETTE_TILE_BYTES") // max(row_len, 1)) & ~3
+    return min(max(t, 4), _runtime_define("EP_CH_TILE"), rows)
+
+
+def conv2d_scratch_bytes(patch_len: int, out_channels: int, palette: bool) -> int:
+    """ep_conv2d_s8_get_buffer_size: EP_CH_TILE int32 per-channel sums, a patch area of
+    4 * patch_len + 32 bytes (four int8 or two int16 im2col patches), and for palette weights the
+    codebook table and one tile of decoded rows.
     tests/test_scratch_sizes.py checks this against the compiled C function."""
-    return (palette_table_bytes() if palette else 0) + (((patch_len + 1) * 2 + 3) & ~3)
+    size = 4 * _runtime_define("EP_CH_TILE") + ((4 * patch_len + 15) & ~15) + 16
+    if palette:
+        size += _runtime_define("EP_CODEBOOK_TABLE_BYTES") + \
+            ((_palette_tile_rows(patch_len, out_channels) * patch_len + 3) & ~3)
+    return size
 
 
 def fully_connected_scratch_bytes(input_depth: int, palette: bool) -> int:
-    """ep_fully_connected_s8_get_buffer_size: as CONV_2D with the input row for the patch."""
-    return conv2d_scratch_bytes(input_depth, palette)
+    """ep_fully_connected_s8_get_buffer_size: the palette table, then an int16 input row of
+    input_depth + 1 elements (a zero pad for pair reads) rounded up to 4 bytes."""
+    return (palette_table_bytes() if palette else 0) + (((input_depth + 1) * 2 + 3) & ~3)
 
 
-def depthwise_conv2d_scratch_bytes(palette: bool) -> int:
-    """ep_depthwise_conv2d_s8_get_buffer_size: only palette weights need scratch (the table)."""
-    return palette_table_bytes() if palette else 0
+def depthwise_conv2d_scratch_bytes(filter_elements: int, out_channels: int, palette: bool) -> int:
+    """ep_depthwise_conv2d_s8_get_buffer_size: one int32 per output channel, and for palette
+    weights the codebook table and the whole filter (KH * KW * C * M) decoded to int8."""
+    size = 4 * out_channels
+    if palette:
+        size += _runtime_define("EP_CODEBOOK_TABLE_BYTES") + ((filter_elements + 3) & ~3)
+    return size
 
 
 def _check_weighted(model: Model, op: Operator) -> str | None:
@@ -114,7 +135,7 @@ def lower_conv_2d(lw: Lowering, op: Operator) -> PlanStep:
     oc, kh, kw, wc = lw.t(op.inputs[1]).shape
     step = lw.step(op, "EP_KERNEL_CONV2D", "ep_conv2d_params", [op.inputs[0]])
     step.params = window_params(lw, op, step, oc, oc, {})
-    step.scratch_bytes = conv2d_scratch_bytes(kh * kw * wc,
+    step.scratch_bytes = conv2d_scratch_bytes(kh * kw * wc, oc,
                                               step.weights_form.startswith("palette"))
     return step
 
@@ -126,7 +147,9 @@ def lower_depthwise_conv_2d(lw: Lowering, op: Operator) -> PlanStep:
                       [op.inputs[0]])
     # depthwise weights [1, KH, KW, C*M] are one packed row
     step.params = window_params(lw, op, step, oc, 1, {"depth_multiplier": oc // ic})
-    step.scratch_bytes = depthwise_conv2d_scratch_bytes(step.weights_form.startswith("palette"))
+    _, kh, kw, _ = lw.t(op.inputs[1]).shape
+    step.scratch_bytes = depthwise_conv2d_scratch_bytes(kh * kw * oc, oc,
+                                                        step.weights_form.startswith("palette"))
     return step
 
 
@@ -144,7 +167,12 @@ def lower_fully_connected(lw: Lowering, op: Operator) -> PlanStep:
         "output_offset": zero_point_of(out), "act_min": lo, "act_max": hi,
         "requant": lw.requant(op, inp, w, out, out_depth),
         "weights": lw.weights(op, w, out_depth, step),
-        "bias": lw.bias(op, out_depth)}
+        "bias": lw.bias(op, out_depth),
+        # each row's weight sum, computed here once: the Helium kernel folds input_offset * sum
+        # into its accumulators instead of summing the weights on every call
+        "weight_sums": C(lw.blob.add(f"ep_op{op.index:03d}_weight_sums",
+                                     np.asarray(w.data, np.int64).reshape(out_depth, -1).sum(axis=1)
+                                     .astype(np.int32), "int32_t", "weight sums"))}
     step.scratch_bytes = fully_connected_scratch_bytes(
         in_depth, step.weights_form.startswith("palette"))
     return step

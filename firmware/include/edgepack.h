@@ -84,8 +84,8 @@ typedef struct {
 
 /**
  * CONV_2D, int8 in/out, int32 bias, per-channel or per-tensor requantization.
- * Scratch: ep_conv2d_s8_get_buffer_size(p) bytes, 4-byte aligned (an int16 im2col patch, and a
- * 1 KiB decode table for palette weights).
+ * Scratch: ep_conv2d_s8_get_buffer_size(p) bytes, 4-byte aligned (per-channel sums of a tile of
+ * output channels, im2col patches, and for palette weights a tile of decoded weight rows).
  * @return EP_OK, or an error status without writing output.
  */
 ep_status ep_conv2d_s8(const ep_conv2d_params *p, const int8_t *input, int8_t *output, void *scratch,
@@ -110,8 +110,8 @@ typedef struct {
     const int32_t *bias;
 } ep_depthwise_conv2d_params;
 
-/** DEPTHWISE_CONV_2D, int8. Scratch: ep_depthwise_conv2d_s8_get_buffer_size(p) bytes (1 KiB decode
- *  table for palette weights, 0 for dense: NULL allowed), 4-byte aligned. */
+/** DEPTHWISE_CONV_2D, int8. Scratch: ep_depthwise_conv2d_s8_get_buffer_size(p) bytes, 4-byte aligned
+ *  (one int32 per output channel; for palette weights also the codebook table and the decoded filter). */
 ep_status ep_depthwise_conv2d_s8(const ep_depthwise_conv2d_params *p, const int8_t *input, int8_t *output,
                                  void *scratch, int32_t scratch_bytes);
 /** Scratch bytes ep_depthwise_conv2d_s8 needs (negative if p is invalid). */
@@ -129,6 +129,11 @@ typedef struct {
     ep_requant requant;
     ep_weights weights;      /**< palette: one row per output */
     const int32_t *bias;
+    /** Optional, computed offline by the build: output_depth sums of each row's stored weights
+     *  (sum of w over the row, before weights_offset). Helium folds input_offset * sum into the
+     *  accumulator with them instead of summing the weights in the inner loop. NULL: the kernel
+     *  does that itself. Trusted as given. */
+    const int32_t *weight_sums;
 } ep_fully_connected_params;
 
 /** FULLY_CONNECTED, int8. Scratch: ep_fully_connected_s8_get_buffer_size(p) bytes, 4-byte aligned

@@ -24,6 +24,17 @@ static inline uint32_t ld_pair(const int16_t *p)
     return (uint32_t)(uint16_t)p[0] | ((uint32_t)(uint16_t)p[1] << 16);
 }
 
+#if EP_USE_DSP
+/* SXTB16 of x rotated right by 8: bytes 1 and 3 as int16 lanes, one instruction (GCC 12 does not
+ * fold the rotation into the __sxtb16 intrinsic). */
+static inline uint32_t sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
 /* acc + lo(a)*lo(b) + hi(a)*hi(b) on signed 16-bit halves (SMLABB + SMLATT on Arm). */
 static inline ep_acc mac_pair(ep_acc acc, uint32_t a, uint32_t b)
 {
@@ -121,7 +132,7 @@ int32_t ep_dot_dense(const int8_t *w, const int16_t *x, int32_t n, int32_t sum_x
     for (; i + 4 <= n; i += 4) {
         const uint32_t wd = ep_load_u32le(wb + i);
         acc = __smlad(__sxtb16(wd), ld_pair(x + i), acc);
-        acc = __smlad(__sxtb16((wd >> 8) | (wd << 24)), ld_pair(x + i + 2), acc);
+        acc = __smlad(sxtb16_ror8(wd), ld_pair(x + i + 2), acc);
     }
 #else
     for (; i + 4 <= n; i += 4) {
@@ -328,4 +339,103 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
         }
         return (int32_t)acc;
     }
+}
+
+void ep_dot_dense_2x2(const int8_t *w0, const int8_t *w1, const int16_t *x0, const int16_t *x1, int32_t n,
+                      int32_t acc[4])
+{
+    /* Two rows against two pixels (CMSIS-NN's DSP block): each weight word and each input pair
+     * is loaded once for two MACs. x0, x1 as rearranged by ep_dense_prepare_row. */
+    ep_acc a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+    int32_t i = 0;
+#if EP_USE_DSP
+    /* Per four elements: the two pixels' input pairs are loaded once, then each row's weight
+     * word is split by SXTB16 (and SXTB16 with ROR #8) into the (w0, w2) / (w1, w3) lanes and
+     * used for both pixels. Pointers advance by post-increment. */
+    const uint8_t *b0 = (const uint8_t *)w0, *b1 = (const uint8_t *)w1;
+    const int16_t *p0 = x0, *p1 = x1;
+    int32_t k;
+    for (k = n >> 2; k > 0; --k) {
+        const uint32_t xa02 = ld_pair(p0), xa13 = ld_pair(p0 + 2);
+        const uint32_t xb02 = ld_pair(p1), xb13 = ld_pair(p1 + 2);
+        uint32_t wd = ep_load_u32le(b0);
+        a00 = __smlad(__sxtb16(wd), xa02, a00);
+        a01 = __smlad(__sxtb16(wd), xb02, a01);
+        wd = sxtb16_ror8(wd);
+        a00 = __smlad(wd, xa13, a00);
+        a01 = __smlad(wd, xb13, a01);
+        wd = ep_load_u32le(b1);
+        a10 = __smlad(__sxtb16(wd), xa02, a10);
+        a11 = __smlad(__sxtb16(wd), xb02, a11);
+        wd = sxtb16_ror8(wd);
+        a10 = __smlad(wd, xa13, a10);
+        a11 = __smlad(wd, xb13, a11);
+        b0 += 4;
+        b1 += 4;
+        p0 += 4;
+        p1 += 4;
+    }
+    i = n & ~3;
+#else
+    for (; i + 4 <= n; i += 4) {
+        int32_t k;
+        for (k = 0; k < 4; ++k) {
+            const int32_t xi = k == 1 ? 2 : k == 2 ? 1 : k; /* (x0, x2, x1, x3) order */
+            a00 += (uint32_t)(w0[i + k] * x0[i + xi]);
+            a01 += (uint32_t)(w0[i + k] * x1[i + xi]);
+            a10 += (uint32_t)(w1[i + k] * x0[i + xi]);
+            a11 += (uint32_t)(w1[i + k] * x1[i + xi]);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        a00 += (ep_acc)(w0[i] * x0[i]);
+        a01 += (ep_acc)(w0[i] * x1[i]);
+        a10 += (ep_acc)(w1[i] * x0[i]);
+        a11 += (ep_acc)(w1[i] * x1[i]);
+    }
+    acc[0] = (int32_t)a00;
+    acc[1] = (int32_t)a01;
+    acc[2] = (int32_t)a10;
+    acc[3] = (int32_t)a11;
+}
+
+void ep_dot_dense_2x1(const int8_t *w0, const int8_t *w1, const int16_t *x, int32_t n, int32_t acc[2])
+{
+    /* Two rows against one input row (FULLY_CONNECTED): each input pair is loaded once for both
+     * rows. x as rearranged by ep_dense_prepare_row. */
+    ep_acc a0 = 0, a1 = 0;
+    int32_t i = 0;
+#if EP_USE_DSP
+    const uint8_t *b0 = (const uint8_t *)w0, *b1 = (const uint8_t *)w1;
+    const int16_t *p = x;
+    int32_t k;
+    for (k = n >> 2; k > 0; --k) {
+        const uint32_t x02 = ld_pair(p), x13 = ld_pair(p + 2);
+        const uint32_t wa = ep_load_u32le(b0), wb = ep_load_u32le(b1);
+        a0 = __smlad(__sxtb16(wa), x02, a0);
+        a1 = __smlad(__sxtb16(wb), x02, a1);
+        a0 = __smlad(sxtb16_ror8(wa), x13, a0);
+        a1 = __smlad(sxtb16_ror8(wb), x13, a1);
+        b0 += 4;
+        b1 += 4;
+        p += 4;
+    }
+    i = n & ~3;
+#else
+    for (; i + 4 <= n; i += 4) {
+        int32_t k;
+        for (k = 0; k < 4; ++k) {
+            const int32_t xi = k == 1 ? 2 : k == 2 ? 1 : k; /* (x0, x2, x1, x3) order */
+            a0 += (uint32_t)(w0[i + k] * x[i + xi]);
+            a1 += (uint32_t)(w1[i + k] * x[i + xi]);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        a0 += (ep_acc)(w0[i] * x[i]);
+        a1 += (ep_acc)(w1[i] * x[i]);
+    }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
 }

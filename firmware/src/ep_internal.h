@@ -180,14 +180,109 @@ int32_t ep_dot_palette_pair(const uint8_t *row, int32_t bits, const uint32_t *pa
 ep_status ep_pool_check(const ep_pool_params *p);
 ep_status ep_sigmoid_check(const ep_sigmoid_params *p, const int8_t *input, const int8_t *output);
 
+/*
+ * MultiplyByQuantizedMultiplier for a multiplier m >= 0 (all ep_requant_ok admits), bit-exact
+ * with ep_MultiplyByQuantizedMultiplier and branch-free: with m >= 0 the saturating case of
+ * SaturatingRoundingDoublingHighMul (both operands INT32_MIN) cannot occur, and its rounding of
+ * the 64-bit product ab (add 2^30, or 1 - 2^30 when ab < 0, then truncate) equals
+ * floor((ab + 2^30) / 2^31), bits 31..62 of ab + 2^30 (|ab| < 2^62: they fit an int32).
+ */
+static inline int32_t ep_mbqm_nonneg(int32_t x, int32_t m, int32_t shift)
+{
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * m;
+    const int32_t r = (int32_t)(uint32_t)((uint64_t)(ab + ((int64_t)1 << 30)) >> 31);
+    return ep_RoundingDivideByPOT(r, right);
+}
+
 /* Requantize an accumulator of output channel oc and clamp. */
 static inline int8_t ep_requant_out(int32_t acc, const ep_requant *q, int32_t oc, int32_t out_offset, int32_t lo,
                                     int32_t hi)
 {
     const int32_t k = q->count == 1 ? 0 : oc;
     /* Wrapping add: defined behaviour even for hostile parameters (the clamp bounds the result). */
-    int32_t v = ep_wadd(ep_MultiplyByQuantizedMultiplier(acc, q->multiplier[k], q->shift[k]), out_offset);
+    int32_t v = ep_wadd(ep_mbqm_nonneg(acc, q->multiplier[k], q->shift[k]), out_offset);
     return (int8_t)ep_clamp_i32(v, lo, hi);
 }
+
+
+/* ---------------------------------------------------------------------------------------- */
+/* Fast paths of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (Helium, DSP, plain C)       */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Output channels per tile: the per-channel terms of one tile (bias + input offset times the
+ * channel's weight sum) live in EP_CH_TILE int32 of scratch. */
+#define EP_CH_TILE 64
+/* Budget for one tile of palette weights decoded to int8 (a tile is reused across every output
+ * pixel, so decoding costs a fraction of an instruction per MAC). */
+#define EP_PALETTE_TILE_BYTES 16384
+/* The codebook as a 256-entry int8 table (entries >= K read 0) for decoding. */
+#define EP_CODEBOOK_TABLE_BYTES 256
+
+/* Rows of row_len int8 weights decoded at once: a multiple of 4 within EP_PALETTE_TILE_BYTES,
+ * at least 4, at most EP_CH_TILE and at most `rows`. */
+static inline int32_t ep_palette_tile_rows(int64_t row_len, int32_t rows)
+{
+    int64_t t = (EP_PALETTE_TILE_BYTES / (row_len > 0 ? row_len : 1)) & ~(int64_t)3;
+    if (t < 4) t = 4;
+    if (t > EP_CH_TILE) t = EP_CH_TILE;
+    if (t > rows) t = rows;
+    return (int32_t)t;
+}
+
+/* ep_palette_decode.c: the codebook table, and rows of packed indices decoded to int8 weights
+ * (Helium: 4- and 8-bit indices 16 at a time through a VLDRB gather from the table). */
+void ep_codebook_table(const ep_weights *w, int8_t *table);
+void ep_palette_decode_rows(const uint8_t *rows, int32_t bits, int64_t stride, int32_t nrows, int32_t row_len,
+                            const int8_t *table, int8_t *dst);
+
+/* Dense 2 x 2 block (ep_dot.c): rows w0, w1 against inputs x0, x1 (rearranged by
+ * ep_dense_prepare_row); acc[0] = w0.x0, acc[1] = w0.x1, acc[2] = w1.x0, acc[3] = w1.x1. */
+void ep_dot_dense_2x2(const int8_t *w0, const int8_t *w1, const int16_t *x0, const int16_t *x1, int32_t n,
+                      int32_t acc[4]);
+/* Two rows against one input row: acc[0] = w0.x, acc[1] = w1.x. */
+void ep_dot_dense_2x1(const int8_t *w0, const int8_t *w1, const int16_t *x, int32_t n, int32_t acc[2]);
+
+#if EP_USE_MVE
+/* MultiplyByQuantizedMultiplier on four lanes, per-lane multiplier and shift, bit-exact with the
+ * scalar form: VQRDMULH equals SaturatingRoundingDoublingHighMul, and a rounding right shift of
+ * (x - 1) for negative x equals RoundingDivideByPOT's round-half-away-from-zero. */
+static inline int32x4_t ep_mve_requant(int32x4_t x, int32x4_t m, int32x4_t s)
+{
+    const int32x4_t zero = vdupq_n_s32(0);
+    const int32x4_t right = vminq_s32(s, zero); /* -exponent, <= 0 */
+    x = vshlq_s32(x, vmaxq_s32(s, zero));       /* wrapping left shift, as the scalar form */
+    x = vqrdmulhq_s32(x, m);
+    x = vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, right), 31));
+    return vrshlq_s32(x, right);
+}
+
+/* The same with one multiplier and shift for all lanes. */
+static inline int32x4_t ep_mve_requant_n(int32x4_t x, int32_t m, int32_t s)
+{
+    const int32_t right = s > 0 ? 0 : -s;
+    x = vshlq_r_s32(x, s > 0 ? s : 0);
+    x = vqrdmulhq_n_s32(x, m);
+    x = vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, vdupq_n_s32(-right)), 31));
+    return vrshlq_s32(x, vdupq_n_s32(-right));
+}
+
+/* Add the output offset and clamp to [lo, hi]. */
+static inline int32x4_t ep_mve_finish(int32x4_t x, int32_t out_offset, int32_t lo, int32_t hi)
+{
+    x = vaddq_n_s32(x, out_offset);
+    return vminq_s32(vmaxq_s32(x, vdupq_n_s32(lo)), vdupq_n_s32(hi));
+}
+
+/* 16 4-bit indices (8 bytes, element 0 in the low nibble) as 16 byte lanes; `pred` limits the
+ * bytes read. */
+static inline uint8x16_t ep_mve_nibbles(const uint8_t *p, mve_pred16_t pred)
+{
+    const uint16x8_t b = vldrbq_z_u16(p, pred);
+    /* (b << 4) | (b & 0xF): low nibble in bits 0-3, high nibble in bits 8-11 */
+    return vreinterpretq_u8_u16(vandq_u16(vsliq_n_u16(b, b, 4), vdupq_n_u16(0x0F0F)));
+}
+#endif
 
 #endif /* EP_INTERNAL_H */
