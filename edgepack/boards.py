@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import configparser
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 try:
@@ -72,6 +72,31 @@ class NpuSpec:
         return ACCELERATOR_RE.match(self.accelerator).group(1)
 
 
+WEIGHT_STORES = ("npu-palette", "npu-lut", "packed")
+
+
+@dataclass
+class WeightEncoding:
+    """How the board stores weights, as `edgepack fold` prices them (the `[weights]` table).
+
+    `store`: "npu-palette" (Vela's Ethos-U55/U65 encoder: a palette of at most the last step's
+    values, ranks Golomb-Rice coded, zero runs), "npu-lut" (the U85 fast decoder: a lookup table
+    at the steps, else raw 8-bit) or "packed" (edgepack's CPU runtime: an int8 codebook + indices
+    of the listed widths, rows aligned). The NPU encoders reorder weights into blocks and fill
+    the gaps with zeros, which take a palette slot like any value."""
+
+    store: str
+    palette_steps: list[int]  # codebook sizes where the cost steps (the last: the most allowed)
+    ofm_depth_multiple: int = 1  # output channels pad to this
+    ifm_depth_multiple: int = 1  # depth-first traversal: input depth pads to this
+    part_kernel_ifm_depth_multiple: int = 1  # part-kernel-first traversal: input depth
+    kernel_elements_multiple: int = 1  # part-kernel-first and depthwise: kernel elements
+    zero_run_ratio: int = 0  # zero runs pay once zeros outnumber the commonest value this much
+    row_align_bytes: int = 1  # packed: each row of indices starts aligned to this
+    stream_header_bytes: int = 0  # NPU: a weight stream's header (its palette and modes)
+    stream_align_bytes: int = 1  # NPU: each weight stream's length is a multiple of this
+
+
 @dataclass
 class SimSpec:
     qemu_machine: str | None  # QEMU machine for the CPU path (QEMU models no Ethos-U)
@@ -90,6 +115,7 @@ class BoardSpec:
     npu: NpuSpec | None
     sim: SimSpec
     uart_base: int | None = None  # CMSDK UART0 the firmware prints to (None: the MPS3 default)
+    weights: WeightEncoding | None = None  # None: the CPU runtime's packed form (PACKED_DEFAULT)
 
     def region_for(self, what: str) -> MemoryRegion:
         """The memory region that holds `what` (one of HOLDS)."""
@@ -99,6 +125,11 @@ class BoardSpec:
             if what in region.holds:
                 return region
         raise KeyError(f"board {self.name} has no region that holds {what!r}")
+
+    @property
+    def weight_encoding(self) -> WeightEncoding:
+        """How this board stores weights (the CPU runtime's packed form unless its file says)."""
+        return self.weights if self.weights is not None else PACKED_DEFAULT
 
     def region(self, name: str) -> MemoryRegion:
         for region in self.memory:
@@ -227,6 +258,38 @@ def _parse_npu(path: Path, f: _Fields, regions: list[MemoryRegion]) -> NpuSpec:
                    macs=macs)
 
 
+PACKED_DEFAULT = WeightEncoding(store="packed", palette_steps=[2, 4, 8, 16, 32, 64, 128, 256],
+                                row_align_bytes=4)
+
+
+def _parse_weights(f: _Fields, has_npu: bool) -> WeightEncoding:
+    store = f.choice("store", WEIGHT_STORES)
+    if store.startswith("npu") != has_npu:
+        f.fail("store", f"is {store!r} but the board {'has' if has_npu else 'has no'} NPU")
+    steps = f.table.get("palette_steps")
+    if (not isinstance(steps, list) or not steps or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 256 for v in steps)
+            or steps != sorted(set(steps))):
+        f.fail("palette_steps", "must be a rising list of codebook sizes in 2..256")
+
+    def count(key: str, default: int) -> int:
+        v = f.get(key, int, required=False, default=default)
+        if v < (0 if key in ("zero_run_ratio", "stream_header_bytes") else 1):
+            f.fail(key, f"must be positive, not {v}")
+        return v
+
+    return WeightEncoding(
+        store=store, palette_steps=list(steps),
+        ofm_depth_multiple=count("ofm_depth_multiple", 1),
+        ifm_depth_multiple=count("ifm_depth_multiple", 1),
+        part_kernel_ifm_depth_multiple=count("part_kernel_ifm_depth_multiple", 1),
+        kernel_elements_multiple=count("kernel_elements_multiple", 1),
+        zero_run_ratio=count("zero_run_ratio", 0),
+        row_align_bytes=count("row_align_bytes", 1),
+        stream_header_bytes=count("stream_header_bytes", 0),
+        stream_align_bytes=count("stream_align_bytes", 1))
+
+
 def parse_board(path: Path) -> BoardSpec:
     """Read and validate one board file; any problem is a one-line `UsageError`."""
     path = Path(path).resolve()
@@ -259,8 +322,10 @@ def parse_board(path: Path) -> BoardSpec:
     uart_base = top.get("uart_base", int, required=False)
     if uart_base is not None and not 0 <= uart_base < 1 << 32:
         top.fail("uart_base", f"{uart_base:#x} is outside the 32-bit address space")
+    w = top.sub("weights", required=False)
+    weights = _parse_weights(w, npu is not None) if w is not None else None
     return BoardSpec(name=name, description=description, path=path, cpu=cpu, memory=memory,
-                     npu=npu, sim=sim, uart_base=uart_base)
+                     npu=npu, sim=sim, uart_base=uart_base, weights=weights)
 
 
 # --- lookup ----------------------------------------------------------------------------------
@@ -308,6 +373,7 @@ def board_info(board: BoardSpec) -> dict:
         "memory": [{"name": r.name, "address": f"{r.address:#010x}", "size": r.size,
                     "holds": r.holds} for r in board.memory],
         "npu": npu,
+        "weights": asdict(board.weight_encoding),
         "sim": {"qemu_machine": board.sim.qemu_machine, "fvp": board.sim.fvp,
                 "fvp_params": board.sim.fvp_params, "host": board.sim.host},
     }

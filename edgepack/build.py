@@ -84,7 +84,9 @@ class BuildResult:
     layers: list[LayerInfo]  # the plan's steps, in order (what the firmware runs)
     operators: list[LayerInfo]  # one per folded-model operator, where this firmware runs it
     fold: list[dict]
-    fold_agreement: dict | None
+    fold_agreement: dict | None  # given vs folded through TFLM (top1_agreement, top1_changed)
+    fold_gate: dict | None  # the end-to-end budget, whether it held, what was backed off
+    fold_tradeoff: list[dict]  # (bytes, agreement) points the fold tried
     npu_steps: list[dict]  # mixed plan: each NPU step's payload, regions, covered operators
     vela: dict | None  # raw vs folded (encoded weight bytes, cycles, SRAM), CPU operators
     golden_layout: list[dict] = field(default_factory=list)  # data/golden.bin: symbol, offset, size
@@ -195,7 +197,8 @@ def _check_regions(board: BoardSpec, model_path: str, arena: int, model_data: in
 
 def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="auto",
           max_error_db: float | None = None, input_npy: str | None = None, force: bool = False,
-          cpu_only: bool = False, progress=None, timings: dict | None = None) -> BuildResult:
+          cpu_only: bool = False, progress=None, timings: dict | None = None, budget=None,
+          calibration_npy: str | None = None, labels_npy: str | None = None) -> BuildResult:
     """Build the firmware project for `model_path` on `board_name` into `out`."""
     from . import fold as fold_stage
 
@@ -213,8 +216,13 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         if reason is not None:
             raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
 
+    calibration = fold_stage.load_calibration(calibration_npy) if calibration_npy else None
+    labels = (fold_stage.load_labels(labels_npy, calibration, model, calibration_npy)
+              if labels_npy else None)
     say("folding weights into layer-shared codebooks")
-    fr = fold_stage.fold_model(model, clusters=clusters, max_error_db=max_error_db)
+    fr = fold_stage.fold_model(model, clusters=clusters, max_error_db=max_error_db,
+                               calibration=calibration, board=board, budget=budget,
+                               labels=labels)
     folded = fr.model
     folded_bytes = serialize_model(folded)
     timings["fold_s"] = time.perf_counter() - t0
@@ -305,7 +313,10 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         weight_bytes_folded=sum(s.weight_bytes for s in cpu_view),
         data_bytes_by_kind=blob.bytes_by_kind(), regions=regions, layers=layers, operators=operators,
         fold=[_fold_entry(ft) for ft in fr.tensors],
-        fold_agreement=asdict(fr.agreement) if fr.agreement is not None else None,
+        fold_agreement=({**asdict(fr.agreement), "top1_changed": fr.agreement.top1_changed}
+                        if fr.agreement is not None else None),
+        fold_gate=asdict(fr.gate) if fr.gate is not None else None,
+        fold_tradeoff=[asdict(p) for p in fr.tradeoff],
         vela=vela_info,
         golden_layout=[{"symbol": a.symbol, "offset": a.offset, "size": a.size} for a in golden.arrays],
         input_shapes=[list(folded.tensors[i].shape) for i in folded.inputs],
@@ -371,7 +382,8 @@ def _fold_entry(ft) -> dict:
             "codebook_size": ft.codebook.size if ft.codebook is not None else None,
             "index_bits": ft.codebook.index_bits if ft.codebook is not None else None,
             "sqnr_db": None if not np.isfinite(ft.sqnr_db) else round(float(ft.sqnr_db), 3),
-            "hypothesis": ft.hypothesis}
+            "hypothesis": ft.hypothesis, "dense_bytes": ft.dense_bytes,
+            "target_bytes": ft.target_bytes}
 
 
 def _cycles_by_operator(folded: Model, vela_result) -> dict[int, int]:

@@ -6,12 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .codebook import CLUSTERED_MAX_VALUES, shared_codebook_size
 from .tflite import WEIGHT_OPERATORS, Model, Operator, Tensor
-
-# A layer with at most this many shared values was clustered (a 6-bit palette or less);
-# more than that is what plain int8 quantization of trained weights looks like.
-CLUSTERED_MAX_VALUES = 64
-
 
 @dataclass
 class WeightStats:
@@ -51,36 +47,6 @@ def channel_axis(op: Operator, t: Tensor) -> int:
     return min(WEIGHT_OPERATORS.get(op.opcode, 0), max(len(t.shape) - 1, 0))
 
 
-def count_groups(values: np.ndarray, window: float) -> int:
-    """Distinct values up to rounding: greedy groups of sorted values, each spanning at most
-    `window` (one quantization step). Dense weights give about one group per step, clustered
-    weights one group per cluster."""
-    v = np.unique(values)
-    groups, i = 0, 0
-    while i < v.size:
-        groups += 1
-        i = int(np.searchsorted(v, v[i] + window, side="right"))
-    return groups
-
-
-def shared_codebook_size(q: np.ndarray, scales: np.ndarray) -> tuple[int, str]:
-    """How many values a layer-shared codebook needs for int8 weights `q` ([C, N], channel
-    first) with per-channel `scales` ([C]). Two hypotheses, the smaller count wins:
-    the layer was clustered before per-channel quantization (real values `scale * q` repeat
-    across channels), or batch-norm folding gave every channel its own gain (values repeat
-    once each channel is normalised by its own largest magnitude)."""
-    # one half quantization step of each element, in the units compared
-    # two values of one cluster differ by at most one step of the coarser channel
-    real = q * scales[:, None].astype(np.float64)
-    steps = np.broadcast_to(scales[:, None].astype(np.float64), q.shape)
-    layer = count_groups(real, float(np.percentile(steps, 95)))
-    peak = np.abs(q).max(axis=1, keepdims=True).astype(np.float64)
-    peak[peak == 0] = 1.0
-    norm = q / peak
-    gain = count_groups(norm, float(np.percentile(np.broadcast_to(1.0 / peak, q.shape), 95)))
-    return (layer, "layer-wide scale") if layer <= gain else (gain, "per-channel gain")
-
-
 def weight_stats(op: Operator, t: Tensor) -> WeightStats:
     axis = channel_axis(op, t)
     q = np.moveaxis(np.asarray(t.data), axis, 0)
@@ -94,7 +60,8 @@ def weight_stats(op: Operator, t: Tensor) -> WeightStats:
         scales = np.full(channels, s)
     distinct = int(np.unique(q).size)
     per_channel = max((int(np.unique(row).size) for row in q), default=0)
-    shared, hypothesis = shared_codebook_size(q, scales) if q.size else (0, "layer-wide scale")
+    count = shared_codebook_size(q, scales, per_channel=bool(quant is not None and quant.per_channel))
+    shared, hypothesis = count.values, count.hypothesis
     zero_channels = [int(c) for c in np.flatnonzero(~q.any(axis=1))]
     zero_fraction = float(np.count_nonzero(q == 0) / q.size) if q.size else 0.0
     bits = max(1, int(np.ceil(np.log2(max(shared, 2)))))

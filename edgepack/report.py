@@ -102,6 +102,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     memory_source: str = "build"  # "build": placed by the build, before linking; else the map file
     runs: list[dict] = field(default_factory=list)  # `edgepack run` results (record_runs)
+    tradeoff: list[dict] = field(default_factory=list)  # fold's (bytes, agreement) points tried
+    gate: dict | None = None  # the fold's end-to-end budget and what it backed off
 
     @property
     def layer_counts(self) -> dict:
@@ -296,7 +298,8 @@ def report_from_build(build, model=None, fold=None) -> Report:
     agreement = None if not a else {
         "samples": int(a["samples"]), "source": a["source"],
         "mean_abs_diff": round(float(a["mean_abs_diff"]), 6),
-        "max_abs_diff": int(a["max_abs_diff"]), "top1_agreement": round(float(a["top1_agreement"]), 6)}
+        "max_abs_diff": int(a["max_abs_diff"]), "top1_agreement": round(float(a["top1_agreement"]), 6),
+        "top1_changed": int(a.get("top1_changed") or 0), "accuracy": a.get("accuracy")}
     notes = []
     if b.get("npu_path_executed") and board_npu is not None:
         notes.append(f"NPU command stream executed: {b['npu_path_executed']}.")
@@ -314,7 +317,8 @@ def report_from_build(build, model=None, fold=None) -> Report:
         npu_cycles=cycles, agreement=agreement,
         arena={"size": b.get("arena_bytes"), "naive_size": b.get("arena_naive_bytes"),
                "scratch": b.get("scratch_bytes")},
-        layers=rows, notes=notes)
+        layers=rows, notes=notes, tradeoff=list(b.get("fold_tradeoff") or []),
+        gate=b.get("fold_gate"))
 
 
 # --- writing and reading -------------------------------------------------------------------
@@ -470,6 +474,24 @@ def _layer_bars(report: Report, width: float) -> list[dict]:
              "pct": percent(r.packed_bytes, r.dense_bytes)} for r in w]
 
 
+def _tradeoff_points(points: list[dict], width: float, height: float) -> list[dict]:
+    """The fold's explored (bytes, agreement) points in a width x height plot: bytes on x (from
+    0), top-1 agreement (or accuracy) on y from the lowest seen to 100 %."""
+    if len(points) < 2:
+        return []
+    xs = [int(p["target_bytes"]) for p in points]
+    ys = [float(p["accuracy"] if p.get("accuracy") is not None else p["top1_agreement"])
+          for p in points]
+    top_x = max(xs) or 1
+    low_y = min(min(ys), 0.9)
+    out = []
+    for p, x, y in zip(points, xs, ys):
+        out.append({"x": round(width * x / top_x, 1),
+                    "y": round(height * (1 - (y - low_y) / ((1 - low_y) or 1)), 1),
+                    "bytes": x, "value": f"{100 * y:.1f} %", "label": p.get("label", "")})
+    return out
+
+
 def render_html(report: Report) -> str:
     import jinja2
 
@@ -495,6 +517,7 @@ def render_html(report: Report) -> str:
             cycle_bars.append({"label": label, "value": v, "kind": kind,
                                "w": round(max(360 * v / top, 1.5), 1), "text": f"{v:,}"})
     runs = []
+    tradeoff = _tradeoff_points(report.tradeoff, 480, 180)
     for run in report.runs:
         layers = run.get("layers") or []
         top = max([int(x["count"]) for x in layers] + [1])
@@ -503,7 +526,7 @@ def render_html(report: Report) -> str:
             {"label": f"#{x['index']} {x['opcode']}", "count": int(x["count"]),
              "w": round(max(560 * int(x["count"]) / top, 1.5), 1),
              "share": f"{100 * int(x['count']) / total:.1f} %"} for x in layers]})
-    return env.get_template("report.html.j2").render(runs=runs,
+    return env.get_template("report.html.j2").render(runs=runs, tradeoff=tradeoff,
         r=report, counts=report.layer_counts, min_sqnr=report.min_sqnr_db,
         regions=_region_bars(report, 520), weight_bars=weight_bars, cycle_bars=cycle_bars,
         layer_bars=_layer_bars(report, 300), pct=percent,

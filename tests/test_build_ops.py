@@ -347,10 +347,13 @@ def test_test_models_are_not_saturated(models):
 
 def assert_palettes(forms: list[str], clusters: int, odd_bits: int) -> None:
     """Every weight tensor folded to at most `clusters` codes, indices ceil(log2 K) bits wide,
-    and at least one of them `odd_bits` wide."""
+    and at least one of them `odd_bits` wide; except tensors kept dense because their packed
+    form would be no smaller (a 4x1x1x4 convolution: 16 bytes either way; never bigger)."""
     assert forms, "no weighted layer"
     widths = []
     for form in forms:
+        if form == "dense int8":
+            continue
         kind, bits, k = form.split()
         bits, k = int(bits.removesuffix("-bit")), int(k.removeprefix("K="))
         assert kind == "palette" and k <= clusters and bits == max(1, (k - 1).bit_length()), form

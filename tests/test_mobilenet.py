@@ -102,7 +102,9 @@ def _run(capsys, *argv) -> dict:
 def test_built_for_the_host_it_runs_bit_exactly_under_sanitizers(small, tmp_path, capsys):
     out = tmp_path / "host"
     build = _run(capsys, "build", str(small), "--board", "host", "-o", str(out))
-    assert all(f["folded"] for f in build["fold"]) and build["npu"] is None
+    # every tensor folds except where the packed form would be no smaller (never bigger)
+    assert all(f["folded"] or f["target_bytes"] == f["dense_bytes"] for f in build["fold"])
+    assert sum(f["folded"] for f in build["fold"]) >= 40 and build["npu"] is None
     data = _run(capsys, "run", str(out), "--sim", "host", "--sanitize")
     (run,) = data["runs"]
     assert run["passed"] and "ASan/UBSan" in run["where"]

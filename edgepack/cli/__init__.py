@@ -103,8 +103,18 @@ def _add_codebook_options(p) -> None:
                         "each tensor's own clustering; tensors that were never clustered stay "
                         "dense int8")
     p.add_argument("--max-error", type=float, metavar="DB", dest="max_error",
-                   help="instead of --clusters: per tensor the smallest K in 2..256 whose "
-                        "weight SQNR is at least DB (e.g. 40)")
+                   help="instead of --clusters: per tensor the cheapest of the target's codebook "
+                        "sizes whose weight SQNR is at least DB (e.g. 40)")
+    p.add_argument("--budget", metavar="PCT",
+                   help="instead of --clusters: the fewest weight bytes on the board whose "
+                        "top-1 agreement with the model as given (accuracy with --labels) stays "
+                        "at least PCT (e.g. 99%%) on the calibration inputs")
+    p.add_argument("--calibration", metavar="X.npy",
+                   help="inputs for the end-to-end check and the budget (default: 32 random "
+                        "int8 inputs)")
+    p.add_argument("--labels", metavar="Y.npy",
+                   help="with --budget and --calibration: one integer class per input; the "
+                        "budget then bounds accuracy")
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -162,8 +172,9 @@ def _add_fold(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
                    help="where to write the folded model (written atomically)")
     _add_codebook_options(p)
-    p.add_argument("--calibration", metavar="X.npy",
-                   help="inputs for the end-to-end check (default: 32 random int8 inputs)")
+    p.add_argument("--board", default="corstone-300",
+                   help="the board whose weight storage prices each fold (default: "
+                        "corstone-300; see `edgepack boards`)")
     p.add_argument("--json", action="store_true", help="machine-readable report (see README)")
 
 
@@ -182,7 +193,13 @@ def _cmd_fold(args) -> int:
         raise UsageError("output directory does not exist", args.output)
     model = read_model(args.model)
     check_int8(model)
+    from ..boards import load_board
+    from ..fold import load_labels
+
+    board = load_board(args.board)
     calibration = load_calibration(args.calibration) if args.calibration else None
+    labels = (load_labels(args.labels, calibration, model, args.calibration)
+              if args.labels else None)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -193,7 +210,8 @@ def _cmd_fold(args) -> int:
         def progress(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, description=f"folding {name[:40]}")
 
-        result = fold_model(model, args.clusters, args.max_error, calibration, progress)
+        result = fold_model(model, args.clusters, args.max_error, calibration, progress,
+                            board=board, budget=args.budget, labels=labels)
     write_model(result.model, out)
     _print_result(args, {**result.to_json(), "output": str(out)},
                   lambda console: fold_text(result, console, str(out)))
@@ -335,7 +353,9 @@ def _cmd_build(args) -> int:
     try:
         result = build(args.model, args.board, out, clusters=args.clusters,
                        max_error_db=args.max_error, input_npy=args.input, force=args.force,
-                       cpu_only=args.cpu_only, progress=progress, timings=timings)
+                       cpu_only=args.cpu_only, progress=progress, timings=timings,
+                       budget=args.budget, calibration_npy=args.calibration,
+                       labels_npy=args.labels)
     finally:
         progress.stop()
     _print_result(args, summary(result, out, timings),

@@ -83,7 +83,21 @@ def fold_text(result: FoldResult, console, output: str | None = None) -> None:
         colour = "green" if a.top1_agreement == 1.0 else "yellow"
         console.print(f"end to end (TFLM, {a.source}): top-1 agreement "
                       f"[{colour}]{100 * a.top1_agreement:.1f}%[/], mean |output difference| "
-                      f"{a.mean_abs_diff:.3f} int8 steps (max {a.max_abs_diff})")
+                      f"{a.mean_abs_diff:.3f} int8 steps (max {a.max_abs_diff})"
+                      + (f"; accuracy {100 * a.accuracy:.1f}% (as given "
+                         f"{100 * a.given_accuracy:.1f}%)" if a.accuracy is not None else ""))
+        if a.top1_changed:
+            console.print(f"[yellow]warning: {a.top1_changed} of {a.samples} top-1 results "
+                          "changed against the model as given[/]")
+    g = result.gate
+    if g is not None:
+        state = "[green]holds[/]" if g.held else "[red]missed[/]"
+        console.print(f"budget ({g.budget}): {state} after {g.runs} TFLM passes"
+                      + (f"; backed off to dense: {', '.join(g.backed_off)}" if g.backed_off
+                         else ""))
+    if result.dense_bytes:
+        console.print(f"weights on {result.target}: {result.dense_bytes:,} B as given -> "
+                      f"{result.target_bytes:,} B (cost model)")
     if output:
         folded = sum(t.folded for t in result.tensors)
         console.print(f"wrote {output}: {folded} of {len(result.tensors)} weight tensors folded")
@@ -147,9 +161,15 @@ def build_text(result: BuildResult, out: str, console, timings: dict | None = No
                           f"({ratio:.2f}x)")
     if r.fold_agreement:
         a = r.fold_agreement
-        facts.add_row("agreement", f"folded vs given model through TFLM, {a.get('samples')} inputs: "
+        facts.add_row("agreement", f"given vs folded model through TFLM, {a.get('samples')} "
+                                   f"inputs ({a.get('source')}): top-1 "
+                                   f"{100 * a.get('top1_agreement', 0):.1f} %, "
                                    f"mean |diff| {a.get('mean_abs_diff', 0):.3f}, "
                                    f"max {a.get('max_abs_diff')} int8 steps")
+        changed = round((1 - a.get("top1_agreement", 1)) * a.get("samples", 0))
+        if a.get("classifier", True) and changed:
+            facts.add_row("[yellow]warning[/]", f"[yellow]{changed} of {a.get('samples')} top-1 "
+                                                "results changed against the model as given[/]")
     if r.vela:
         v = r.vela
         facts.add_row("Vela", f"{v['accelerator']}: encoded weights "

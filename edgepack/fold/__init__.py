@@ -28,13 +28,14 @@ exactly as int8 rounding would do; those are counted in `FoldedTensor.zeros_adde
 Modules: `kmeans` (the exact weighted 1-D k-means), `gains` (per-channel gain recovery),
 `tensor` (one weight tensor: real and integer phases, choosing K), `model` (every tensor of a
 model, the process pool, biases), `agreement` (calibration inputs and the TFLM end-to-end
-check), `results` (the dataclasses returned). Arrows run kmeans/gains -> tensor -> model, and
+check), `results` (the dataclasses returned). The layer-shared count and gain recovery live in `edgepack.codebook` (shared with
+`inspect`). Arrows run kmeans -> tensor -> model, and
 agreement -> model; results is imported by all.
-May import: errors, tflite, inspect. Never: compile (vela), lowering, rendering, run, report, cli.
+May import: errors, tflite, inspect, codebook, boards (data). Never: compile (vela), lowering, rendering, run, report, cli.
 """
 
-from .agreement import calibration_inputs, load_calibration, measure_agreement
-from .gains import recover_gains
+from .agreement import calibration_inputs, load_calibration, load_labels, measure_agreement
+from ..codebook import recover_gains
 from .kmeans import cluster_1d, dp_centroids, dp_table, kmeans_dp
 from .model import fold_model
 from .results import Agreement, Codebook, FoldedTensor, FoldResult, Progress, WeightFold
@@ -42,4 +43,4 @@ from .tensor import fold_weights
 
 __all__ = ["Agreement", "Codebook", "FoldResult", "FoldedTensor", "Progress", "WeightFold",
            "calibration_inputs", "cluster_1d", "dp_centroids", "dp_table", "fold_model",
-           "fold_weights", "kmeans_dp", "load_calibration", "measure_agreement", "recover_gains"]
+           "fold_weights", "kmeans_dp", "load_calibration", "load_labels", "measure_agreement", "recover_gains"]

@@ -86,11 +86,40 @@ def agreement_inputs(original: Model, calibration: np.ndarray | None):
     return batches, source
 
 
-def compare_outputs(given: np.ndarray, folded: np.ndarray, source: str) -> Agreement:
+def compare_outputs(given: np.ndarray, folded: np.ndarray, source: str,
+                    labels: np.ndarray | None = None) -> Agreement:
     diff = np.abs(given - folded)
+    acc = given_acc = None
+    if labels is not None:
+        acc = float(np.mean(folded.argmax(1) == labels))
+        given_acc = float(np.mean(given.argmax(1) == labels))
     return Agreement(samples=int(diff.shape[0]), source=source,
                      mean_abs_diff=float(diff.mean()), max_abs_diff=int(diff.max()),
-                     top1_agreement=float(np.mean(given.argmax(1) == folded.argmax(1))))
+                     top1_agreement=float(np.mean(given.argmax(1) == folded.argmax(1))),
+                     classifier=given.shape[1] > 1, accuracy=acc, given_accuracy=given_acc)
+
+
+def load_labels(path: str | Path, calibration: np.ndarray | None, model: Model,
+                calibration_path: str | None = None) -> np.ndarray:
+    """`--labels Y.npy`: one integer class per calibration input, each a valid output index."""
+    if calibration is None:
+        raise UsageError("--labels needs --calibration X.npy (the inputs they label)", str(path))
+    y = load_calibration(path)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise UsageError(f"labels must be a 1-D integer array (one class per input), got "
+                         f"{y.dtype} {list(y.shape)}", str(path))
+    n = calibration.shape[0] if calibration.ndim > len(model.tensors[model.inputs[0]].shape) - 1 \
+        else 1
+    if y.shape[0] != n:
+        raise UsageError(f"{y.shape[0]} labels for {n} calibration inputs"
+                         + (f" in {calibration_path}" if calibration_path else ""), str(path))
+    classes = int(np.prod(model.tensors[model.outputs[0]].shape[1:]))
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise UsageError(f"labels must be classes 0..{classes - 1} (the model's first output "
+                         f"has {classes} values), found {int(y.min())}..{int(y.max())}", str(path))
+    return y.astype(np.int64)
 
 
 def measure_agreement(original: Model, folded: Model,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codebook import nearest
+
 MAX_CLUSTERS = 256
 DP_POINTS = 512  # the exact DP runs on at most this many (grouped) points, Lloyd refines on all
 
@@ -102,13 +104,6 @@ def _lloyd_sorted(xs: np.ndarray, ws: np.ndarray, centroids: np.ndarray, pin_zer
             c[nearest(c, np.zeros(1))[0]] = 0.0
             c = np.unique(c)
     return c
-
-
-def nearest(codebook: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Index of the nearest entry of the sorted `codebook` for every element of `x`."""
-    if codebook.size == 1:
-        return np.zeros(x.shape, np.intp)
-    return np.searchsorted((codebook[:-1] + codebook[1:]) / 2, x, side="left")
 
 
 def cluster_1d(x: np.ndarray, weights: np.ndarray, k: int, pin_zero: bool = False,

@@ -5,20 +5,27 @@ phase, choosing K (auto, fixed, or an error bound), and the FoldedTensor it beco
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UsageError
-from ..inspect import CLUSTERED_MAX_VALUES, channel_axis, count_groups, shared_codebook_size
+from ..boards import PACKED_DEFAULT as PACKED_CPU
+from ..boards import WeightEncoding
+from ..codebook import nearest, recover_gains, shared_codebook_size
+from ..inspect import channel_axis
 from ..tflite import Tensor
-from .gains import recover_gains
-from .kmeans import MAX_CLUSTERS, cluster_1d, nearest
+from . import cost
+from .kmeans import cluster_1d
 from .results import Codebook, FoldedTensor, WeightFold
 INT8_LIMIT = 127  # symmetric int8 weights: TFLite requires zero point 0 and [-127, 127]
 MAX_ROUNDS = 40
 CONVERGED = 1e-4  # stop when a round lowers the squared error by less than this fraction
 HYPOTHESIS_MARGIN = 4.0  # a start whose first-round error is this much worse is dropped
-CLUSTER_RECURRENCE = 4  # --clusters auto: weights per codebook value that make it a clustering
+# Each output channel keeps a floor, not only the tensor (auto and --max-error): its own weight
+# SQNR, and its peak magnitude within PEAK_TOLERANCE (a crushed channel hides in a tensor SQNR)
+CHANNEL_FLOOR_DB = 20.0
+PEAK_TOLERANCE = 0.25
 
 
 def _sqnr_db(w: np.ndarray, err: float) -> float:
@@ -98,11 +105,13 @@ def _fold_int(w: np.ndarray, codebook: np.ndarray, gains: np.ndarray, pin_zero: 
 
 
 def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarray | None = None,
-                 per_channel: bool | None = None, cache: dict | None = None) -> WeightFold:
+                 per_channel: bool | None = None, cache: dict | None = None,
+                 zero_entry: bool = False) -> WeightFold:
     """Fold int8 weights `q` ([C, N], channel first) with quantization `scales` ([C], or [1]
     per tensor) into an int8 codebook of at most `k` values shared by all C channels.
     `cache` ({"kmax": K}) keeps what does not depend on k, for folding the same weights to
-    several k <= K."""
+    several k <= K. `zero_entry`: 0 is one of the k values even if no weight is zero (the
+    target pads the tensor with zeros, which take a slot of its palette)."""
     q = np.asarray(q)
     c = q.shape[0]
     scales = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (c,)).copy()
@@ -111,13 +120,14 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
     zp = np.zeros(c) if zero_point is None else np.broadcast_to(
         np.asarray(zero_point, np.float64).reshape(-1), (c,))
     qi = q.astype(np.int64)
-    if not np.any(zp) and np.unique(qi).size <= k:
+    distinct = np.unique(qi)
+    if not np.any(zp) and distinct.size + (zero_entry and 0 not in distinct) <= k:
         values, idx = np.unique(qi, return_inverse=True)
         out_scales = np.asarray(scales if per_channel else scales[:1], np.float32)
         return WeightFold(Codebook(values.astype(np.int8)), idx.reshape(q.shape).astype(np.uint8),
                           out_scales, math.inf, "lossless")
     w = scales[:, None] * (qi - zp[:, None])
-    pin_zero = bool(np.any(w == 0))
+    pin_zero = bool(np.any(w == 0)) or zero_entry
     if pin_zero and k < 2 and np.any(w != 0):
         raise UsageError("1 cluster cannot keep the zero weights zero and the others non-zero; "
                          "use --clusters 2 or more")
@@ -163,100 +173,233 @@ def fold_weights(q: np.ndarray, scales: np.ndarray, k: int, zero_point: np.ndarr
 
 # --- choosing K ------------------------------------------------------------------------------
 
-def _auto_clusters(q: np.ndarray, scales: np.ndarray, per_channel: bool = True
-                   ) -> tuple[int | None, str, np.ndarray | None]:
-    """The model's own clustering, or None for a dense tensor; and the recovered gains.
-    With one scale the distinct int8 values are the codebook. Per channel, the smaller of
-    `edgepack inspect`'s count and the count once each channel is divided by its recovered
-    batch-norm gain: inspect normalises by each channel's peak, which overcounts channels that
-    lack the extreme clusters (a depthwise 3x3 channel has 9 weights)."""
-    q = q.astype(np.int64)
-    distinct = int(np.unique(q).size)
-    gains = None
-    if not per_channel:
-        shared, hypothesis = distinct, "layer-wide scale"
+def channel_floors(w: np.ndarray, folded: np.ndarray) -> tuple[float, float]:
+    """The worst channel's weight SQNR (dB) and the worst relative change of a channel's peak
+    magnitude, for real weights `w` and their fold `folded` ([C, N]). All-zero channels stay
+    zero and are left out."""
+    live = np.abs(w).max(axis=1) > 0
+    if not live.any():
+        return math.inf, 0.0
+    w, f = w[live], folded[live]
+    err = ((w - f) ** 2).sum(axis=1)
+    sig = (w * w).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        sqnr = np.where(err > 0, 10 * np.log10(sig / np.where(err > 0, err, 1)), math.inf)
+    peak = np.abs(w).max(axis=1)
+    moved = np.abs(np.abs(f).max(axis=1) - peak) / peak
+    return float(sqnr.min()), float(moved.max())
+
+
+@dataclass
+class Candidate:
+    """One way to store a tensor: a fold to k values (or dense when `fold` is None)."""
+
+    k: int | None
+    fold: WeightFold | None
+    bytes: int  # on the target (cost model)
+    channel_sqnr_db: float  # the worst channel's
+    peak_moved: float  # the worst channel's relative peak change
+
+    @property
+    def within_floors(self) -> bool:
+        return (self.fold is None or self.fold.hypothesis == "lossless" or
+                (self.channel_sqnr_db >= CHANNEL_FLOOR_DB and self.peak_moved <= PEAK_TOLERANCE))
+
+
+class TensorFolder:
+    """Folds one weight tensor to the target's codebook sizes, pricing each with the cost model;
+    what does not depend on k is computed once."""
+
+    def __init__(self, op, t: Tensor, enc: WeightEncoding, kmax: int | None = None):
+        self.op, self.t, self.enc = op, t, enc
+        self.axis = channel_axis(op, t)
+        q = np.moveaxis(np.asarray(t.data), self.axis, 0)
+        self.channel_shape = q.shape
+        self.q2 = q.reshape(q.shape[0], -1)
+        quant = t.quantization
+        self.per_channel = quant is not None and quant.per_channel
+        self.scales = np.asarray(quant.scale if quant is not None else [1.0], np.float64)
+        self.zp = np.asarray(quant.zero_point if quant is not None else [0], np.float64)
+        self.full_scales = np.broadcast_to(self.scales, (self.q2.shape[0],))
+        zp = np.broadcast_to(self.zp, (self.q2.shape[0],))
+        self.w = self.full_scales[:, None] * (self.q2.astype(np.float64) - zp[:, None])
+        self.pads = cost.pads_with_zeros(op.opcode, t.shape, enc)
+        self.dense_bytes = cost.dense_bytes(op.opcode, t.data, enc)
+        self._count = None
+        # the DP table is built once for every k up to kmax: O(kmax) in time
+        if kmax is None:
+            own = self.count.values if self.count.clustered else 0
+            kmax = min(256, max(own, 64 if enc.store == "packed" else enc.palette_steps[-1]))
+        self.kmax = kmax
+        self.cache = {"kmax": self.kmax}
+        if self._count is not None and self._count.gains is not None:
+            self.cache["gains"] = self._count.gains
+        self.tried: dict[int, Candidate] = {}
+
+    @property
+    def count(self):
+        """The values a layer-shared codebook needs (computed on first use)."""
+        if self._count is None:
+            self._count = shared_codebook_size(self.q2, self.full_scales, self.per_channel)
+        return self._count
+
+    def symbols(self, k: int) -> int:
+        """Palette symbols of a k-value fold on the target (+1 when padding adds a 0)."""
+        return k + (1 if self.pads else 0)
+
+    def candidate(self, k: int, zero_entry: bool | None = None) -> Candidate:
+        """A fold to k values; on padded NPU layers 0 is one of them (k palette symbols) unless
+        `zero_entry` is False (k values + the padding zero: the model's own clustering)."""
+        zero_entry = self.pads if zero_entry is None else zero_entry
+        if (k, zero_entry) in self.tried:
+            return self.tried[(k, zero_entry)]
+        if k > self.kmax and self.cache is not None and "table" not in self.cache.get(
+                "layer-wide scale", {}):
+            self.kmax = self.cache["kmax"] = k
+        fold = fold_weights(self.q2, self.scales, k, self.zp, self.per_channel, self.cache,
+                            zero_entry=zero_entry)
+        values = np.moveaxis(fold.int8.reshape(self.channel_shape), 0, self.axis)
+        nbytes = cost.encoded_bytes(self.op.opcode, values, self.enc)
+        sc = np.broadcast_to(np.asarray(fold.scales, np.float64), (self.q2.shape[0],))
+        sqnr, moved = channel_floors(self.w, sc[:, None] * fold.int8.astype(np.float64))
+        c = Candidate(k, fold, nbytes, sqnr, moved)
+        self.tried[(k, zero_entry)] = c
+        return c
+
+    def dense(self) -> Candidate:
+        return Candidate(None, None, self.dense_bytes, math.inf, 0.0)
+
+    def steps(self) -> list[int]:
+        """Codebook sizes worth trying: the target's steps (below the distinct values)."""
+        distinct = int(np.unique(self.q2).size)
+        return [k for k in cost.symbol_steps(self.enc)
+                if k < distinct + (1 if self.pads else 0) and k <= self.kmax]
+
+    def smaller(self, c: Candidate) -> bool:
+        """Whether storing `c` beats dense: strictly smaller on the target (no larger when the
+        fold is lossless: the same values, nothing to lose), and on NPU boards also no larger in
+        the CPU runtime's packed form (operators the NPU leaves to the CPU, and the CPU
+        firmware, read that)."""
+        if c.fold is None:
+            return False
+        lossless = c.fold.hypothesis == "lossless"
+        if not (c.bytes <= self.dense_bytes if lossless else c.bytes < self.dense_bytes):
+            return False
+        if self.enc.store != "packed":
+            packed = cost.packed_bytes(self.op.opcode, self.t.shape, c.fold.codebook.size,
+                                       PACKED_CPU)
+            if packed > int(np.asarray(self.t.data).size):
+                return False
+        return True
+
+    def next_notch(self, ft: FoldedTensor) -> Candidate | None:
+        """The gate's back-off for a folded tensor: the target's next larger codebook size that
+        keeps the floors, fits better and beats dense; None: dense."""
+        have = ft.codebook.size if ft.codebook is not None else 256
+        for k in cost.symbol_steps(self.enc):
+            if k <= have:
+                continue
+            c = self.candidate(k)
+            if c.within_floors and self.smaller(c) and c.fold.sqnr_db > ft.sqnr_db:
+                return c
+        return None
+
+    def ladder(self) -> list[Candidate]:
+        """Every step that is smaller than dense and keeps the floors, and the tensor's own
+        clustering (lossless when it has few enough values), cheapest first; a step that costs
+        more than a better-fitting one is left out."""
+        tries = [self.candidate(k) for k in self.steps()]
+        if self.count.clustered:
+            tries.append(self.candidate(self.count.values, False))
+        out = [c for c in tries if self.smaller(c) and c.within_floors]
+        out.sort(key=lambda c: (c.bytes, -c.fold.sqnr_db))
+        kept: list[Candidate] = []
+        for c in out:  # cheapest first: keep only those that fit better than every cheaper one
+            if not kept or c.fold.sqnr_db > kept[-1].fold.sqnr_db:
+                kept.append(c)
+        return kept
+
+
+def choose_auto(f: TensorFolder) -> tuple[Candidate, str]:
+    """Auto: the tensor's own clustering (its shared count); on palette NPUs a never-clustered
+    tensor may take the largest palette. Always within the floors and smaller than dense."""
+    count = f.count
+    top = cost.symbol_steps(f.enc)[-1]
+    tries: list[tuple[int, bool | None, str]] = []
+    if count.clustered:
+        k = count.values
+        why = (f"auto: already palette-ready, {k} layer-shared values"
+               if k >= np.unique(f.q2).size else f"auto: clustered to {k} values ({count.hypothesis})")
+        tries.append((k, False, why))  # the model's own values (+ the padding zero)
+        if f.enc.store != "packed" and f.symbols(k) > top:
+            tries.append((top, None, f"auto: clustered to {k} values; {top} symbols, the "
+                                     "target's largest palette"))
+    elif f.enc.store == "npu-palette":
+        tries.append((top, None, f"auto: never clustered ({count.values} shared values); {top} "
+                                 "symbols, the NPU's largest palette"))
     else:
-        shared, hypothesis = shared_codebook_size(q, scales)
-        w = scales[:, None] * q
-        gains = recover_gains(w, scales, max_values=CLUSTERED_MAX_VALUES)
-        if gains is not None:
-            # two values of one cluster differ by about one rounding step (as inspect: the
-            # 95th percentile, so that one channel with a wrong gain cannot merge everything)
-            steps = np.broadcast_to((scales / gains)[:, None], q.shape)
-            aligned = count_groups(w / gains[:, None], float(np.percentile(steps, 95)))
-            # free per-channel gains line up some values of any small layer: count it as
-            # clustered only if each value recurs (on average 4 times or more)
-            if aligned < shared and CLUSTER_RECURRENCE * aligned <= np.count_nonzero(q):
-                shared, hypothesis = aligned, "per-channel gain"
-    if shared > CLUSTERED_MAX_VALUES:
-        return None, (f"kept dense: {distinct} distinct int8 values, never clustered "
-                      "(pass --clusters K or --max-error DB to fold it)"), gains
-    if distinct <= shared:
-        return distinct, f"auto: already palette-ready, {distinct} layer-shared values", gains
-    return shared, f"auto: clustered to {shared} values ({hypothesis})", gains
+        return f.dense(), (f"kept dense: {np.unique(f.q2).size} distinct int8 values, never "
+                           "clustered (pass --clusters K, --max-error DB or --budget to fold it)")
+    reasons = []
+    for k, zero_entry, why in tries:
+        c = f.candidate(k, zero_entry)
+        if not c.within_floors:
+            reasons.append(f"{k} values would crush a channel (worst channel "
+                           f"{c.channel_sqnr_db:.1f} dB, a peak moved {100 * c.peak_moved:.0f} %)")
+            continue
+        if not f.smaller(c):
+            reasons.append(f"{k} values would take {c.bytes} bytes against {f.dense_bytes} "
+                           "dense")
+            continue
+        return c, why
+    return f.dense(), "kept dense: " + "; ".join(reasons)
 
 
-def _fold_to_bound(q, scales, zp, per_channel, max_error_db: float) -> tuple[WeightFold, str]:
-    """Smallest K in 2..256 whose weight SQNR is at least `max_error_db`, by bisection (the
-    SQNR grows with K; K = the number of distinct values is always lossless)."""
-    hi = max(2, min(MAX_CLUSTERS, int(np.unique(q).size)))
-    cache = {"kmax": hi}
-    best = fold_weights(q, scales, hi, zp, per_channel, cache)
-    lo = 2
-    while lo < hi:
-        mid = (lo + hi) // 2
-        trial = fold_weights(q, scales, mid, zp, per_channel, cache)
-        if trial.sqnr_db >= max_error_db:
-            hi, best = mid, trial
-        else:
-            lo = mid + 1
-    if best.codebook.size > hi:  # hi was never tried below the lossless fold
-        best = fold_weights(q, scales, hi, zp, per_channel, cache)
-    return best, f"--max-error {max_error_db:g} dB: smallest K meeting the bound is {hi}"
+def choose_fixed(f: TensorFolder, k: int) -> tuple[Candidate, str]:
+    """--clusters K: K values (on padded NPU layers 0 is one of them, so K symbols), unless
+    that is no smaller than dense."""
+    c = f.candidate(k)
+    why = f"--clusters {k}" + (" (0 is one of them: the NPU pads this layer with zeros)"
+                               if f.pads and c.fold.hypothesis != "lossless" else "")
+    if not f.smaller(c):
+        return f.dense(), (f"kept dense: {k} values would take {c.bytes} bytes against "
+                           f"{f.dense_bytes} dense")
+    return c, why
 
+
+def choose_max_error(f: TensorFolder, max_error_db: float) -> tuple[Candidate, str]:
+    """--max-error: the cheapest of the target's steps whose weight SQNR meets the bound and
+    keeps the floors; dense when none is smaller than dense."""
+    for c in sorted((f.candidate(k) for k in f.steps()), key=lambda c: c.bytes):
+        if c.fold.sqnr_db >= max_error_db and c.within_floors and f.smaller(c):
+            return c, (f"--max-error {max_error_db:g} dB: {c.fold.codebook.size} values, the "
+                       "cheapest step meeting the bound")
+    return f.dense(), (f"kept dense: no step of the target ({', '.join(map(str, f.steps()))} "
+                       f"values) meets {max_error_db:g} dB and is smaller than dense")
 
 
 def given_scales(t: Tensor) -> np.ndarray:
     return np.asarray(t.quantization.scale if t.quantization is not None else [1.0], np.float64)
 
 
-def fold_tensor(op, t: Tensor, clusters, max_error_db) -> FoldedTensor:
-    axis = channel_axis(op, t)
-    q = np.moveaxis(np.asarray(t.data), axis, 0)
-    channel_shape = q.shape
-    q2 = q.reshape(q.shape[0], -1)
-    quant = t.quantization
-    per_channel = quant is not None and quant.per_channel
-    scales = np.asarray(quant.scale if quant is not None else [1.0], np.float64)
-    zp = np.asarray(quant.zero_point if quant is not None else [0], np.float64)
-    full_scales = np.broadcast_to(scales, (q2.shape[0],))
-    zeros = int(np.count_nonzero(q2 == 0))
-    zero_channels = [int(c) for c in np.flatnonzero(~q2.any(axis=1))]
-    distinct = int(np.unique(q2).size)
+def folded_tensor(f: TensorFolder, choice: Candidate, reason: str) -> FoldedTensor:
+    """The FoldedTensor for one choice."""
+    q2, t, op = f.q2, f.t, f.op
     common = dict(operator=op.index, op_type=op.opcode, tensor=t.index, name=t.name,
-                  shape=tuple(t.shape), channel_axis=axis, per_channel=per_channel,
-                  distinct_before=distinct, zeros=zeros, zero_channels=zero_channels)
-    if max_error_db is not None:
-        fold, reason = _fold_to_bound(q2, scales, zp, per_channel, max_error_db)
-    else:
-        cache = None
-        if clusters == "auto":
-            k, reason, gains = _auto_clusters(q2, full_scales, per_channel)
-            if gains is not None:  # recovered once, not again inside fold_weights
-                cache = {"kmax": k or 1, "gains": gains}
-            if k is None:
-                return FoldedTensor(folded=False, reason=reason, codebook=None, indices=None,
-                                    scales=scales.astype(np.float32), sqnr_db=math.inf,
-                                    hypothesis="dense", zeros_added=0, **common)
-        else:
-            k, reason = clusters, f"--clusters {clusters}"
-        try:
-            fold = fold_weights(q2, scales, k, zp, per_channel, cache)
-        except UsageError as err:
-            raise UsageError(f"tensor '{t.name}': {err}") from None
-    idx = np.moveaxis(fold.indices.reshape(channel_shape), 0, axis)
-    new_q = fold.codebook.values[fold.indices]
-    zeros_added = int(np.count_nonzero((new_q == 0) & (q2 != 0)))
+                  shape=tuple(t.shape), channel_axis=f.axis, per_channel=f.per_channel,
+                  distinct_before=int(np.unique(q2).size),
+                  zeros=int(np.count_nonzero(q2 == 0)),
+                  zero_channels=[int(c) for c in np.flatnonzero(~q2.any(axis=1))],
+                  dense_bytes=f.dense_bytes, target_bytes=choice.bytes,
+                  channel_sqnr_db=choice.channel_sqnr_db, pads_zeros=f.pads,
+                  shared_values=f._count.values if f._count is not None else 0)
+    if choice.fold is None:
+        return FoldedTensor(folded=False, reason=reason, codebook=None, indices=None,
+                            scales=f.scales.astype(np.float32), sqnr_db=math.inf,
+                            hypothesis="dense", zeros_added=0, **common)
+    fold = choice.fold
+    idx = np.moveaxis(fold.indices.reshape(f.channel_shape), 0, f.axis)
+    zeros_added = int(np.count_nonzero((fold.int8 == 0) & (q2 != 0)))
     if fold.hypothesis == "lossless":
         reason += " (lossless: the int8 values are unchanged)"
     return FoldedTensor(folded=True, reason=reason, codebook=fold.codebook,
@@ -265,3 +408,19 @@ def fold_tensor(op, t: Tensor, clusters, max_error_db) -> FoldedTensor:
                         zeros_added=zeros_added, **common)
 
 
+def fold_tensor(op, t: Tensor, clusters, max_error_db, enc: WeightEncoding,
+                keep_folder: bool = False):
+    """Fold one tensor as `clusters` ("auto" or K) or `max_error_db` say, for the target `enc`.
+    With `keep_folder`, also the TensorFolder (for the gate and the budget)."""
+    f = TensorFolder(op, t, enc, kmax=clusters if isinstance(clusters, int) else None)
+    try:
+        if max_error_db is not None:
+            choice, reason = choose_max_error(f, max_error_db)
+        elif clusters == "auto":
+            choice, reason = choose_auto(f)
+        else:
+            choice, reason = choose_fixed(f, clusters)
+    except UsageError as err:
+        raise UsageError(f"tensor '{t.name}': {err}") from None
+    ft = folded_tensor(f, choice, reason)
+    return (ft, f) if keep_folder else ft

@@ -1,13 +1,103 @@
-"""Per-channel gains: recover the factor batch-norm folding put on each output channel, by
+"""How many values a layer-shared codebook needs: the one definition `edgepack inspect` reports
+and `edgepack fold --clusters auto` folds to. Also recovers each channel's batch-norm gain, by
 aligning each channel's value set with the layer's union of values.
+
+A leaf module (numpy only): inspect and fold both import it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..inspect import CLUSTERED_MAX_VALUES
-from .kmeans import nearest
+# A layer with at most this many shared values was clustered (a 6-bit palette or less);
+# more than that is what plain int8 quantization of trained weights looks like.
+CLUSTERED_MAX_VALUES = 64
+# free per-channel gains line up some values of any small layer: a count from recovered gains
+# is a clustering only if each value recurs (on average this many times or more)
+CLUSTER_RECURRENCE = 4
+
+
+def nearest(codebook: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of the sorted `codebook` for every element of `x`."""
+    if codebook.size == 1:
+        return np.zeros(x.shape, np.intp)
+    return np.searchsorted((codebook[:-1] + codebook[1:]) / 2, x, side="left")
+
+
+def count_groups(values: np.ndarray, window: float) -> int:
+    """Distinct values up to rounding: greedy groups of sorted values, each spanning at most
+    `window` (one quantization step). Dense weights give about one group per step, clustered
+    weights one group per cluster."""
+    v = np.unique(values)
+    groups, i = 0, 0
+    while i < v.size:
+        groups += 1
+        i = int(np.searchsorted(v, v[i] + window, side="right"))
+    return groups
+
+
+@dataclass
+class SharedCount:
+    """How many values one codebook shared by every output channel needs."""
+
+    values: int  # the count (all-zero channels add nothing: 0 is one value of every layer)
+    hypothesis: str  # "layer-wide scale", "per-channel peak" or "per-channel gain"
+    gains: np.ndarray | None  # recovered batch-norm gain per channel, None when not recovered
+
+    @property
+    def clustered(self) -> bool:
+        return self.values <= CLUSTERED_MAX_VALUES
+
+
+def shared_codebook_size(q: np.ndarray, scales: np.ndarray, per_channel: bool = True
+                         ) -> SharedCount:
+    """How many values a layer-shared codebook needs for int8 weights `q` ([C, N], channel
+    first) with `scales` ([C], or [1] per tensor). With one scale the distinct int8 values are
+    the codebook. Per channel, the smallest count of three hypotheses: the layer was clustered
+    before per-channel quantization (real values `scale * q` repeat across channels); batch-norm
+    folding gave every channel its own gain, estimated by the channel's peak (values repeat
+    once each channel is divided by it), or recovered by aligning channels (a channel that
+    lacks the extreme clusters, such as a depthwise 3x3 channel with 9 weights, has a peak
+    below its gain). Two values of one cluster differ by about one rounding step: the 95th
+    percentile of the steps, so that one channel with a wrong gain cannot merge everything.
+    All-zero channels (pruned) are left out: they have no peak and no step."""
+    q = np.asarray(q).astype(np.int64)
+    if q.ndim != 2:
+        q = q.reshape(q.shape[0] if q.ndim else 1, -1)
+    if q.size == 0:
+        return SharedCount(0, "layer-wide scale", None)
+    scales = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (q.shape[0],))
+    distinct = int(np.unique(q).size)
+    if not per_channel or np.unique(scales).size == 1:
+        return SharedCount(distinct, "layer-wide scale", None)
+    live = q.any(axis=1)
+    if not live.any():
+        return SharedCount(1, "layer-wide scale", None)
+    has_zero = bool((q == 0).any())
+    ql, sl = q[live], scales[live]
+    real = ql * sl[:, None]
+    steps = np.broadcast_to(sl[:, None], ql.shape)
+    best = SharedCount(count_groups(real, float(np.percentile(steps, 95))) + (
+        has_zero and not (ql == 0).any()), "layer-wide scale", None)
+    peak = np.abs(ql).max(axis=1, keepdims=True).astype(np.float64)
+    by_peak = count_groups(ql / peak, float(np.percentile(np.broadcast_to(1.0 / peak, ql.shape),
+                                                          95))) + (has_zero and not (ql == 0).any())
+    if by_peak < best.values:
+        best = SharedCount(by_peak, "per-channel peak", None)
+    gains = recover_gains(q * scales[:, None], scales, max_values=CLUSTERED_MAX_VALUES)
+    if gains is not None:
+        w = real / gains[live][:, None]
+        aligned = count_groups(w, float(np.percentile(
+            np.broadcast_to((sl / gains[live])[:, None], ql.shape), 95))) + (
+            has_zero and not (ql == 0).any())
+        if aligned < best.values and CLUSTER_RECURRENCE * aligned <= np.count_nonzero(q):
+            best = SharedCount(aligned, "per-channel gain", None)
+        best.gains = gains
+    if distinct < best.values:
+        best.values = distinct
+    return best
 
 
 class NotClustered(Exception):
