@@ -381,7 +381,7 @@ def generate_plan(name: str, xs: np.ndarray, expected: np.ndarray) -> str:
                 pname = f"P{tag}"
                 parts.append(f"static const {C_TYPES[lw.kernel]} {pname} = {c_struct(lw.params)};\n")
             parts.append(f"static const int32_t IN{tag}[1] = {{{C.cast(ops[k].inputs, C.POINTER(C.c_int32))[0]}}};\n")
-            entries.append(f"{{{H.KERNEL_IDS[lw.kernel]},&{pname},1,IN{tag},{ops[k].output}}}")
+            entries.append(f"{{{H.KERNEL_IDS[lw.kernel]},&{pname},1,IN{tag},{ops[k].output},0,NULL}}")
         parts.append(f"static const ep_op OPS_{form}[] = {{{','.join(entries)}}};\n")
         parts.append(f"static const ep_plan PLAN_{form} = {{OPS_{form},{len(entries)},{plan.arena_bytes},"
                      f"{plan.scratch_offset},{plan.scratch_bytes},NULL,0}};\n")

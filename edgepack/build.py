@@ -92,6 +92,8 @@ class BuildResult:
     golden_layout: list[dict] = field(default_factory=list)  # data/golden.bin: symbol, offset, size
     input_shapes: list[list[int]] = field(default_factory=list)
     output_shapes: list[list[int]] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)  # "int8", or "float32" for float I/O
+    output_dtypes: list[str] = field(default_factory=list)  # "int8", "int32" (ARG_MAX) or "float32"
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -111,8 +113,9 @@ def _check_destination(out: Path, force: bool) -> None:
 
 
 def golden_inputs(model: Model, npy: str | None, count: int = GOLDEN_COUNT) -> tuple[list[list[np.ndarray]], str]:
-    """[golden][model input] int8 arrays: the user's .npy, else seeded random int8 (the seed
-    is the model's hash, so the same model always gets the same vectors)."""
+    """[golden][model input] arrays (int8, or float32 for a float input): the user's .npy, else
+    seeded random values (the seed is the model's hash, so the same model always gets the same
+    vectors)."""
     shapes = [tuple(model.tensors[i].shape) for i in model.inputs]
     if npy is not None:
         if len(shapes) != 1:
@@ -131,7 +134,12 @@ def golden_inputs(model: Model, npy: str | None, count: int = GOLDEN_COUNT) -> t
         if data.ndim < 1 or tuple(data.shape[1:]) != per or data.shape[0] < 1:
             raise UsageError(f"array of shape {list(data.shape)} does not match the model input "
                              f"{list(shapes[0])} (give [N, {', '.join(map(str, per))}])", npy)
-        if data.dtype == np.int8:
+        if t.dtype == "float32":  # float I/O: the model quantizes its input itself
+            if not np.issubdtype(data.dtype, np.floating):
+                raise UsageError(f"array dtype {data.dtype}: the model input '{t.name}' is float32; "
+                                 "give float32 (real) values", npy)
+            q = data.astype(np.float32)
+        elif data.dtype == np.int8:
             q = data
         elif np.issubdtype(data.dtype, np.floating):
             scale, zp = float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
@@ -141,8 +149,20 @@ def golden_inputs(model: Model, npy: str | None, count: int = GOLDEN_COUNT) -> t
                              "values", npy)
         return [[x.reshape(shapes[0])] for x in q[:16]], f"{p.name} ({min(len(q), 16)} inputs)"
     rng = np.random.default_rng(int(model.sha256[:16], 16))
-    return ([[rng.integers(-128, 128, size=s, dtype=np.int8) for s in shapes] for _ in range(count)],
+    return ([[_random_input(model, i, rng) for i in model.inputs] for _ in range(count)],
             f"random int8, seeded from the model's SHA-256 ({count} inputs)")
+
+
+def _random_input(model: Model, index: int, rng) -> np.ndarray:
+    """A random int8 input; for a float32 input (read by QUANTIZE), the real values of random
+    int8 codes of that QUANTIZE's output, with some rounding noise and out-of-range values."""
+    t = model.tensors[index]
+    if t.dtype != "float32":
+        return rng.integers(-128, 128, size=t.shape, dtype=np.int8)
+    q = next(model.tensors[op.outputs[0]] for op in model.operators if index in op.inputs)
+    scale, zp = float(q.quantization.scale[0]), int(q.quantization.zero_point[0])
+    codes = rng.integers(-140, 140, size=t.shape) + rng.uniform(-0.5, 0.5, size=t.shape)
+    return ((codes - zp) * scale).astype(np.float32)
 
 
 def tflm_outputs(model_bytes: bytes, inputs: list[list[np.ndarray]], n_outputs: int) -> list[list[np.ndarray]]:
@@ -155,7 +175,7 @@ def tflm_outputs(model_bytes: bytes, inputs: list[list[np.ndarray]], n_outputs: 
         for k, x in enumerate(row):
             it.set_input(x, k)
         it.invoke()
-        out.append([np.asarray(it.get_output(j)).astype(np.int8) for j in range(n_outputs)])
+        out.append([np.asarray(it.get_output(j)) for j in range(n_outputs)])  # int8, int32 or float32
     return out
 
 
@@ -321,7 +341,9 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         golden_layout=[{"symbol": a.symbol, "offset": a.offset, "size": a.size} for a in golden.arrays],
         input_shapes=[list(folded.tensors[i].shape) for i in folded.inputs],
         output_shapes=[list(folded.tensors[i].shape) for i in folded.outputs],
-        npu_steps=npu_steps)
+        npu_steps=npu_steps,
+        input_dtypes=[folded.tensors[i].dtype for i in folded.inputs],
+        output_dtypes=[folded.tensors[i].dtype for i in folded.outputs])
 
     say(f"writing the project into {out}")
     t3 = time.perf_counter()
@@ -427,7 +449,7 @@ def codegen_layer(step: PlanStep, model: Model, arena: codegen.ArenaPlan,
                      runs_on="npu" if step.kernel == "EP_KERNEL_ETHOSU" else "cpu", weights_form=step.weights_form,
                      weight_bytes=step.weight_bytes, dense_weight_bytes=step.dense_weight_bytes,
                      output_offset=arena.offsets.get(step.output, -1),
-                     output_bytes=model.tensors[step.output].size,
+                     output_bytes=model.tensors[step.output].nbytes,
                      output_name=model.tensors[step.output].name,
                      output_shape=[int(d) for d in model.tensors[step.output].shape])
 

@@ -13,6 +13,7 @@ import numpy as np
 
 ALIGN = 16  # model arrays and arena tensors: what Vela, TFLM and MVE loads like
 MAX_OP_INPUTS = 16  # EP_MAX_OP_INPUTS in edgepack.h
+MAX_OP_OUTPUTS = 16  # EP_MAX_OP_OUTPUTS in edgepack.h
 
 
 def shape4(shape) -> tuple[int, int, int, int]:
@@ -118,6 +119,12 @@ class PlanStep:
     dense_weight_bytes: int = 0  # the same weights as int8
     in_place: bool = False  # output may share the input's buffer (RESHAPE)
     constants: dict[int, str] = field(default_factory=dict)  # constant input tensor -> model data symbol
+    several_outputs: list[int] = field(default_factory=list)  # SPLIT: every tensor written (output first)
+
+    @property
+    def outputs(self) -> list[int]:
+        """The tensors the step writes."""
+        return self.several_outputs or [self.output]
 
     @property
     def symbol(self) -> str:

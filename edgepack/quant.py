@@ -198,3 +198,26 @@ def leaky_relu_params(alpha: float, in_scale: float, out_scale: float) -> dict:
     im, ish = quantize_multiplier(float(s_in / s_out))
     am, ash = quantize_multiplier(float(s_in * a / s_out))
     return dict(identity_multiplier=im, identity_shift=ish, alpha_multiplier=am, alpha_shift=ash)
+
+
+def prelu_params(in_scale: float, alpha_scale: float, out_scale: float) -> dict:
+    """PRELU int8 Prepare (TFLM's CalculatePreluParams): QuantizeMultiplier of in / out and of
+    in * alpha / out, both in double from the float32 scales."""
+    m1, s1 = quantize_multiplier(f32(in_scale) / f32(out_scale))
+    m2, s2 = quantize_multiplier(f32(in_scale) * f32(alpha_scale) / f32(out_scale))
+    return {"multiplier_1": m1, "shift_1": s1, "multiplier_2": m2, "shift_2": s2}
+
+
+SQUARED_DIFFERENCE_LEFT_SHIFT = 7  # TFLM's int8 SQUARED_DIFFERENCE: 255^2 << 14 fits int32
+
+
+def squared_difference_params(s1: float, s2: float, s_out: float) -> dict:
+    """SQUARED_DIFFERENCE int8 Prepare: ADD's input multipliers with left_shift 7, and the output
+    multiplier twice_max^2 / (2^14 * s_out) (2^14 * s_out in float32, exact)."""
+    s1, s2, s_out = f32(s1), f32(s2), f32(s_out)
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = quantize_multiplier(s1 / twice_max)
+    m2, sh2 = quantize_multiplier(s2 / twice_max)
+    mo, sho = quantize_multiplier(twice_max * twice_max / f32((1 << 2 * SQUARED_DIFFERENCE_LEFT_SHIFT) * s_out))
+    return dict(left_shift=SQUARED_DIFFERENCE_LEFT_SHIFT, input1_multiplier=m1, input1_shift=sh1,
+                input2_multiplier=m2, input2_shift=sh2, output_multiplier=mo, output_shift=sho)

@@ -284,10 +284,16 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
 def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """The golden inputs and TFLM outputs stored in data/golden.bin, by golden input."""
     data = (project / "data" / "golden.bin").read_bytes()
-    arrays = {a["symbol"]: np.frombuffer(data, np.int8, a["size"], a["offset"]) for a in info["golden_layout"]}
-    ins = [[arrays[f"ep_golden_in{g}_{k}"].reshape(s) for k, s in enumerate(info["input_shapes"])]
+    arrays = {a["symbol"]: np.frombuffer(data, np.uint8, a["size"], a["offset"]) for a in info["golden_layout"]}
+
+    def typed(symbol: str, shape, dtype: str) -> np.ndarray:
+        return arrays[symbol].view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+    in_types = info.get("input_dtypes") or ["int8"] * len(info["input_shapes"])
+    out_types = info.get("output_dtypes") or ["int8"] * len(info["output_shapes"])
+    ins = [[typed(f"ep_golden_in{g}_{k}", s, t) for k, (s, t) in enumerate(zip(info["input_shapes"], in_types))]
            for g in range(info["golden_count"])]
-    outs = [[arrays[f"ep_golden_out{g}_{k}"].reshape(s) for k, s in enumerate(info["output_shapes"])]
+    outs = [[typed(f"ep_golden_out{g}_{k}", s, t) for k, (s, t) in enumerate(zip(info["output_shapes"], out_types))]
             for g in range(info["golden_count"])]
     return ins, outs
 

@@ -85,6 +85,11 @@ class Tensor:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensor's values (size times the element size: 4 for int32 and float32)."""
+        return self.size * np.dtype(self.dtype).itemsize
+
 
 @dataclass
 class Operator:
@@ -332,10 +337,30 @@ def read_model(path: str | os.PathLike) -> Model:
 
 # --- checks of what edgepack supports --------------------------------------------------------
 
+def float_io_tensors(model: Model) -> set[int]:
+    """The float32 model inputs that only QUANTIZE operators read, and the float32 model outputs
+    a DEQUANTIZE writes: the TFLite converter's float I/O around an int8 graph, which the runtime
+    runs (QUANTIZE float32 -> int8 first, DEQUANTIZE int8 -> float32 last)."""
+    readers: dict[int, set[str]] = {}
+    writer: dict[int, str] = {}
+    for op in model.operators:
+        for i in op.inputs:
+            readers.setdefault(i, set()).add(op.opcode)
+        for o in op.outputs:
+            writer[o] = op.opcode
+    out = {i for i in model.inputs if model.tensors[i].dtype == "float32" and readers.get(i) == {"QUANTIZE"}}
+    out |= {o for o in model.outputs if model.tensors[o].dtype == "float32" and writer.get(o) == "DEQUANTIZE"}
+    return out
+
+
 def check_int8(model: Model) -> None:
-    """Refuse models edgepack cannot deploy: float or int16 activations."""
+    """Refuse models edgepack cannot deploy: float or int16 activations (float I/O around an
+    int8 graph excepted, see float_io_tensors)."""
+    float_io = float_io_tensors(model)
     for idx in model.inputs + model.outputs:
         t = model.tensors[idx]
+        if idx in float_io:
+            continue
         if t.dtype in ("float32", "float16", "float64"):
             raise ModelError(f"{t.dtype} model (tensor '{t.name}'); edgepack needs a fully "
                              "int8-quantized model (TFLiteConverter with "
@@ -348,7 +373,7 @@ def check_int8(model: Model) -> None:
             if idx < 0:
                 continue
             t = model.tensors[idx]
-            if t.is_constant:
+            if t.is_constant or idx in float_io:
                 continue
             if t.dtype in ("float32", "float16", "float64"):
                 raise ModelError(f"float activations at operator {op.index} ({op.name}, tensor "

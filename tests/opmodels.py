@@ -65,6 +65,17 @@ def run_tflm(model_bytes: bytes, inputs: list, arena_size: int = 1 << 20) -> np.
     return np.array(it.get_output(0))
 
 
+def run_tflm_outputs(model_bytes: bytes, inputs: list, num_outputs: int, arena_size: int = 1 << 20) -> list:
+    """Run a model once in the TFLM interpreter; returns its first num_outputs outputs."""
+    from tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+    for i, x in enumerate(inputs):
+        it.set_input(np.ascontiguousarray(x), i)
+    it.invoke()
+    return [np.array(it.get_output(k)) for k in range(num_outputs)]
+
+
 # --------------------------------------------------------------------------------------
 # Multi-operator graphs
 # --------------------------------------------------------------------------------------

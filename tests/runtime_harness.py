@@ -179,8 +179,68 @@ class LeakyReluParams(C.Structure):
                      "alpha_multiplier", "alpha_shift")
 
 
+# issue 16: layout operators, resizes, TRANSPOSE_CONV, ARG_MAX/MIN, float I/O
+MAX_DIMS = 6
+
+
+class TransposeParams(C.Structure):
+    _fields_ = [("rank", i32), ("input_dims", i32 * MAX_DIMS), ("perm", i32 * MAX_DIMS)]
+
+
+class StridedSliceParams(C.Structure):
+    _fields_ = [("rank", i32), ("input_dims", i32 * MAX_DIMS), ("begin", i32 * MAX_DIMS),
+                ("stride", i32 * MAX_DIMS), ("output_dims", i32 * MAX_DIMS)]
+
+
+class SplitParams(C.Structure):
+    _fields_ = _i32s("num_outputs", "outer", "inner", "axis_total", "axis_begin") + [("axis_sizes", vp)]
+
+
+class GatherParams(C.Structure):
+    _fields_ = _i32s("batch", "outer", "axis_size", "inner", "num_indices")
+
+
+class ResizeParams(C.Structure):
+    _fields_ = [("input", Shape), ("output", Shape)] + _i32s("align_corners", "half_pixel_centers")
+
+
+class PreluParams(C.Structure):
+    _fields_ = [("input", Shape), ("alpha", Shape)] + _i32s("input_offset", "alpha_offset", "output_offset",
+                                                            "multiplier_1", "shift_1", "multiplier_2", "shift_2")
+
+
+class MirrorPadParams(C.Structure):
+    _fields_ = [("rank", i32), ("input_dims", i32 * MAX_DIMS), ("before", i32 * MAX_DIMS),
+                ("output_dims", i32 * MAX_DIMS), ("reflect", i32)]
+
+
+class BatchSpaceParams(C.Structure):
+    _fields_ = [("input", Shape), ("output", Shape)] + _i32s("block_h", "block_w", "pad_top", "pad_left", "pad_value")
+
+
+class TransposeConvParams(C.Structure):
+    _fields_ = ([("input", Shape), ("filter", Shape), ("output", Shape)]
+                + _i32s("stride_h", "stride_w", "pad_top", "pad_left", "input_offset", "output_offset", "act_min",
+                        "act_max")
+                + [("requant", Requant), ("weights", WeightsS), ("bias", vp)])
+
+
+class ArgParams(C.Structure):
+    _fields_ = _i32s("outer", "axis_size", "inner")
+
+
+class FloatQuantParams(C.Structure):
+    _fields_ = _i32s("size", "zero_point") + [("scale", C.c_float)]
+
+
+def nd_struct(cls, params: dict):
+    """A ctypes N-D params struct from edgepack.layout's dict (lists become int32 arrays)."""
+    return cls(**{k: ((i32 * MAX_DIMS)(*v) if isinstance(v, list) else v) for k, v in params.items()})
+
+
 class Op(C.Structure):
-    _fields_ = [("kernel", i32), ("params", vp), ("num_inputs", i32), ("inputs", vp), ("output", i32)]
+    _fields_ = [("kernel", i32), ("params", vp), ("num_inputs", i32), ("inputs", vp), ("output", i32),
+                ("num_outputs", i32), ("outputs", vp)]
 
 
 class Plan(C.Structure):
@@ -192,7 +252,10 @@ HOOK = C.CFUNCTYPE(None, vp, i32, vp, i32)
 
 KERNEL_IDS = dict(conv2d=1, depthwise_conv2d=2, fully_connected=3, max_pool2d=4, avg_pool2d=5, mean=6, add=7, mul=8,
                   softmax=9, logistic=10, tanh=11, hard_swish=12, pad=13, concatenation=14, reshape=15, quantize=16,
-                  sub=17, relu=18, leaky_relu=19, maximum=20, minimum=21)
+                  sub=17, relu=18, leaky_relu=19, maximum=20, minimum=21, transpose=40, strided_slice=41, split=42,
+                  gather=43, resize_nearest_neighbor=44, resize_bilinear=45, transpose_conv=46, arg_max=47,
+                  arg_min=48, dequantize=49, quantize_f32=50, space_to_batch_nd=51, batch_to_space_nd=52,
+                  mirror_pad=53, prelu=54, squared_difference=55)
 
 
 def shape4(dims) -> Shape:
@@ -265,10 +328,14 @@ class Runtime:
             getattr(self.lib, name).argtypes = [vp, vp, vp, vp, i32]
         for name in ["ep_max_pool2d_s8", "ep_avg_pool2d_s8", "ep_mean_s8", "ep_softmax_s8", "ep_logistic_s8",
                      "ep_tanh_s8", "ep_hard_swish_s8", "ep_pad_s8", "ep_concatenation_s8", "ep_reshape_s8",
-                     "ep_quantize_s8", "ep_relu_s8", "ep_leaky_relu_s8"]:
+                     "ep_quantize_s8", "ep_relu_s8", "ep_leaky_relu_s8", "ep_transpose_s8", "ep_strided_slice_s8",
+                     "ep_split_s8", "ep_resize_nearest_neighbor_s8", "ep_resize_bilinear_s8", "ep_transpose_conv_s8",
+                     "ep_arg_max_s8", "ep_arg_min_s8", "ep_dequantize_s8", "ep_quantize_f32_s8",
+                     "ep_space_to_batch_nd_s8", "ep_batch_to_space_nd_s8", "ep_mirror_pad_s8"]:
             getattr(self.lib, name).restype = i32
             getattr(self.lib, name).argtypes = [vp, vp, vp]
-        for name in ["ep_add_s8", "ep_mul_s8", "ep_sub_s8", "ep_maximum_s8", "ep_minimum_s8"]:
+        for name in ["ep_add_s8", "ep_mul_s8", "ep_sub_s8", "ep_maximum_s8", "ep_minimum_s8", "ep_gather_s8",
+                     "ep_prelu_s8", "ep_squared_difference_s8"]:
             getattr(self.lib, name).restype = i32
             getattr(self.lib, name).argtypes = [vp, vp, vp, vp]
         self.lib.ep_plan_run.restype = i32
@@ -419,3 +486,94 @@ class Runtime:
     def leaky_relu(self, x, **kw):
         p = LeakyReluParams(x.size, **kw)
         return self._call("ep_leaky_relu_s8", p, [x], x.size).reshape(x.shape)
+
+    # -- issue 16 kernels ---------------------------------------------------------------------
+    def _call_bytes(self, fn: str, params, inputs: list, out_bytes: int) -> np.ndarray:
+        """Like _call, for any input dtypes and an output of out_bytes raw bytes (uint8)."""
+        buf = np.full(out_bytes + 2 * GUARD, 0x5A, np.uint8)
+        out = buf[GUARD:GUARD + out_bytes]
+        ins = [np.ascontiguousarray(x) for x in inputs]
+        st = getattr(self.lib, fn)(C.byref(params), *[_ptr(x) for x in ins], _ptr(out))
+        if st != EP_OK:
+            raise RuntimeError(f"{fn} returned status {st}")
+        self._check_guard(buf, out_bytes, fn)
+        return out.copy()
+
+    def transpose(self, x, params: dict, out_shape):
+        p = nd_struct(TransposeParams, params)
+        return self._call("ep_transpose_s8", p, [x], x.size).reshape(out_shape)
+
+    def strided_slice(self, x, params: dict, out_shape):
+        p = nd_struct(StridedSliceParams, params)
+        return self._call("ep_strided_slice_s8", p, [x], int(np.prod(out_shape))).reshape(out_shape)
+
+    def split(self, x, params: dict) -> list:
+        """Outputs as flat int8 arrays, each with its own guard bytes."""
+        sizes = np.ascontiguousarray(params["axis_sizes"], np.int32)
+        p = SplitParams(params["num_outputs"], params["outer"], params["inner"], params["axis_total"],
+                        params["axis_begin"], _ptr(sizes))
+        x = np.ascontiguousarray(x, np.int8)
+        lens = [params["outer"] * int(s) * params["inner"] for s in sizes]
+        bufs = [self._out(n) for n in lens]
+        ptrs = (vp * len(bufs))(*[_ptr(o) for _, o in bufs])
+        st = self.lib.ep_split_s8(C.byref(p), _ptr(x), C.cast(ptrs, vp))
+        if st != EP_OK:
+            raise RuntimeError(f"ep_split_s8 returned {st}")
+        for (buf, _), n in zip(bufs, lens):
+            self._check_guard(buf, n, "split")
+        return [o.copy() for _, o in bufs]
+
+    def gather(self, x, indices, params: dict, out_shape):
+        p = GatherParams(**params)
+        idx = np.ascontiguousarray(indices, np.int32)
+        buf, out = self._out(int(np.prod(out_shape)))
+        st = self.lib.ep_gather_s8(C.byref(p), _ptr(np.ascontiguousarray(x, np.int8)), _ptr(idx), _ptr(out))
+        if st != EP_OK:
+            raise RuntimeError(f"ep_gather_s8 returned {st}")
+        self._check_guard(buf, out.size, "gather")
+        return out.copy().reshape(out_shape)
+
+    def resize(self, kind: str, x, out_shape, *, align_corners: bool, half_pixel_centers: bool):
+        p = ResizeParams(shape4(x.shape), shape4(out_shape), int(align_corners), int(half_pixel_centers))
+        return self._call(f"ep_resize_{kind}_s8", p, [x], int(np.prod(out_shape))).reshape(out_shape)
+
+    def squared_difference(self, x1, x2, *, out_shape, **kw):
+        p = AddParams(shape4(x1.shape), shape4(x2.shape), shape4(out_shape), **kw)
+        return self._call("ep_squared_difference_s8", p, [x1, x2], int(np.prod(out_shape))).reshape(out_shape)
+
+    def prelu(self, x, alpha, **kw):
+        p = PreluParams(shape4(x.shape), shape4(alpha.shape), **kw)
+        return self._call("ep_prelu_s8", p, [x, alpha], x.size).reshape(x.shape)
+
+    def mirror_pad(self, x, params: dict, out_shape):
+        p = nd_struct(MirrorPadParams, params)
+        return self._call("ep_mirror_pad_s8", p, [x], int(np.prod(out_shape))).reshape(out_shape)
+
+    def batch_space(self, kind: str, x, params: dict, out_shape):
+        p = BatchSpaceParams(Shape(**params["input"]), Shape(**params["output"]), params["block_h"],
+                             params["block_w"], params["pad_top"], params["pad_left"], params["pad_value"])
+        return self._call(f"ep_{kind}_s8", p, [x], int(np.prod(out_shape))).reshape(out_shape)
+
+    def transpose_conv(self, x, w: Weights, bias, mult, shift, *, filter_shape, out_shape, stride, pad,
+                       input_offset, output_offset, act=(-128, 127)):
+        rq, keep = self._requant(mult, shift)
+        b = None if bias is None else np.ascontiguousarray(bias, np.int32)
+        p = TransposeConvParams(shape4(x.shape), shape4(filter_shape), shape4(out_shape), stride[0], stride[1],
+                                pad[0], pad[1], input_offset, output_offset, act[0], act[1], rq, w.struct(), _ptr(b))
+        return self._call("ep_transpose_conv_s8", p, [x], int(np.prod(out_shape))).reshape(out_shape)
+
+    def arg(self, kind: str, x, params: dict, out_shape):
+        p = ArgParams(**params)
+        n = params["outer"] * params["inner"]
+        raw = self._call_bytes(f"ep_arg_{kind}_s8", p, [np.ascontiguousarray(x, np.int8)], n * 4)
+        return raw.view(np.int32).reshape(out_shape)
+
+    def dequantize(self, x, *, scale: float, zero_point: int):
+        p = FloatQuantParams(x.size, zero_point, scale)
+        raw = self._call_bytes("ep_dequantize_s8", p, [np.ascontiguousarray(x, np.int8)], 4 * x.size)
+        return raw.view(np.float32).reshape(x.shape)
+
+    def quantize_f32(self, x, *, scale: float, zero_point: int):
+        p = FloatQuantParams(x.size, zero_point, scale)
+        raw = self._call_bytes("ep_quantize_f32_s8", p, [np.ascontiguousarray(x, np.float32)], x.size)
+        return raw.view(np.int8).reshape(x.shape)

@@ -488,7 +488,7 @@ def _refused_int16_activations(g):
 
 def _refused_unknown_operator(g):
     x = g.quantize(g.act([1, 8]))
-    return g._op(OP.SQUARED_DIFFERENCE, [x, x], g.act([1, 8]))
+    return g._op(OP.DIV, [x, x], g.act([1, 8]))
 
 
 def _refused_relu_n1_to_1(g):
@@ -511,7 +511,7 @@ REFUSED = {
     "concat_quantization": (_refused_concat_quantization, "operator 2 (CONCATENATION): input 'x"),
     "int16_activations": (_refused_int16_activations, "int16 activations at operator 1 (QUANTIZE"),
     "unknown_operator": (_refused_unknown_operator,
-                         "operator 1 (SQUARED_DIFFERENCE): edgepack's runtime has no SQUARED_DIFFERENCE kernel"),
+                         "operator 1 (DIV): edgepack's runtime has no DIV kernel"),
     "relu_n1_to_1": (_refused_relu_n1_to_1, "operator 1 (RELU_N1_TO_1): TFLM, which computes the golden"),
 }
 
@@ -662,7 +662,7 @@ def test_lowered_parameters_match_tflm_for_random_operators(tmp_path):
             chunks.append(f"static const int32_t {p}inputs[] = "
                           f"{_c_values([arena.offsets[t] for t in step.inputs])};")
             chunks.append(f"static const ep_op {p}op = {{{step.kernel}, &{p}params, {len(step.inputs)}, "
-                          f"{p}inputs, {arena.offsets[step.output]}}};")
+                          f"{p}inputs, {arena.offsets[step.output]}, 0, NULL}};")
             chunks.append(f"static const ep_plan {p}plan = {{&{p}op, 1, {arena.size}, "
                           f"{arena.scratch_offset}, {arena.scratch_bytes}, NULL, 0}};")
             loads = []

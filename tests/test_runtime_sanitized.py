@@ -14,8 +14,8 @@ import pytest
 from tests.runtime_harness import build_library, sanitizer_env
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ["tests/test_runtime_kernels.py", "tests/test_runtime_fixtures.py", "tests/test_runtime_plan.py",
-          "tests/test_runtime_fuzz.py", "tests/test_ethosu_driver.py"]
+SUITES = ["tests/test_runtime_kernels.py", "tests/test_runtime_layout_kernels.py", "tests/test_runtime_fixtures.py",
+          "tests/test_runtime_plan.py", "tests/test_runtime_fuzz.py", "tests/test_ethosu_driver.py"]
 
 
 @pytest.mark.parametrize("suite", SUITES)

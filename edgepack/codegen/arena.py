@@ -42,7 +42,7 @@ def plan_arena(model: Model, steps: list[PlanStep]) -> ArenaPlan:
 
     def buffer_of(t: int, first: int) -> ArenaBuffer:
         if t not in owner:
-            b = ArenaBuffer([t], _align(max(model.tensors[t].size, 1)), first, first)
+            b = ArenaBuffer([t], _align(max(model.tensors[t].nbytes, 1)), first, first)
             owner[t] = b
             buffers.append(b)
         return owner[t]
@@ -58,11 +58,12 @@ def plan_arena(model: Model, steps: list[PlanStep]) -> ArenaPlan:
         # A reshape may run in place when its input dies here and is not a model output.
         if (step.in_place and src is not None and src.last == i
                 and step.inputs[0] not in model.outputs and step.output not in owner
-                and _align(max(model.tensors[step.output].size, 1)) <= src.size):
+                and _align(max(model.tensors[step.output].nbytes, 1)) <= src.size):
             owner[step.output] = src
             src.tensors.append(step.output)
         else:
-            buffer_of(step.output, i)
+            for t in step.outputs:
+                buffer_of(t, i)
     for t in model.outputs:
         owner[t].last = end
     scratch = _align(max([s.scratch_bytes for s in steps] + [0]))

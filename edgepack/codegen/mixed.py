@@ -126,7 +126,7 @@ def lower_mixed(folded: Model, vela_bytes: bytes, palettes: dict, model_path: st
                 offsets[ft] = plan[t_vela]
             else:
                 offsets[ft] = extra_cursor
-                extra_cursor += _align(max(folded.tensors[ft].size, 1))
+                extra_cursor += _align(max(folded.tensors[ft].nbytes, 1))
         return offsets[ft]
 
     for t in sg.inputs:

@@ -82,7 +82,8 @@ def _io_tensor(model: Model, t: int, arena: ArenaPlan) -> dict:
     q = tensor.quantization
     shape = [int(d) for d in tensor.shape]
     name = "".join(c if c.isprintable() and c not in '"\\?' else "_" for c in tensor.name)  # a C string literal
-    return {"offset": arena.offsets[t], "size": tensor.size, "name": name, "shape": shape,
+    return {"offset": arena.offsets[t], "size": tensor.nbytes, "dtype": tensor.dtype,
+            "ctype": {"int8": "int8_t", "int32": "int32_t", "float32": "float"}.get(tensor.dtype, "int8_t"), "name": name, "shape": shape,
             "dims": (shape + [0] * 4)[:4] if len(shape) <= 4 else shape[:4], "rank": len(shape),
             "scale": repr(float(q.scale[0])) + "f" if q is not None else "1.0f",
             "zero_point": int(q.zero_point[0]) if q is not None else 0}
@@ -119,6 +120,7 @@ def write_project(dest: Path, *, model: Model, board, steps: list[PlanStep], are
             input_offsets=[f"EP_CONST({constants.index(s.constants[t])})" if t in s.constants
                            else arena.offsets[t] for t in s.inputs],
             output_offset=arena.offsets[s.output],
+            several_output_offsets=[arena.offsets[t] for t in s.several_outputs],
             target="npu" if s.kernel == "EP_KERNEL_ETHOSU" else "cpu",  # where this firmware runs it
             covers=getattr(s, "covers", [])))
     ctx["npu_plan"] = any(s["target"] == "npu" for s in ctx["steps"])

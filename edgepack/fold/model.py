@@ -56,10 +56,12 @@ def _parse_clusters(clusters) -> int | str:
 
 def _rederive_bias(model: Model, op, old_w: np.ndarray, new_w: np.ndarray, done: set) -> None:
     """Keep every bias equal in real terms: bias scale = input scale x new weight scale."""
-    if len(op.inputs) < 3 or op.inputs[2] < 0 or op.inputs[2] in done:
+    # TRANSPOSE_CONV takes (output shape, weights, input, bias); the others (input, weights, bias)
+    data_at, bias_at = (2, 3) if op.opcode == "TRANSPOSE_CONV" else (0, 2)
+    if len(op.inputs) <= bias_at or op.inputs[bias_at] < 0 or op.inputs[bias_at] in done:
         return
-    bias = model.tensors[op.inputs[2]]
-    x = model.tensors[op.inputs[0]]
+    bias = model.tensors[op.inputs[bias_at]]
+    x = model.tensors[op.inputs[data_at]]
     if bias.data is None or bias.dtype != "int32" or x.quantization is None:
         # left alone it would no longer match the new weight scales
         raise ModelError(f"operator {op.index} ({op.name}): bias '{bias.name}' is "

@@ -172,7 +172,7 @@ def cpu_op_runner(host: HostSteps, vela_model, on_output=None):
         if on_output is not None:
             on_output(k, y)
         t = sg.tensors[op.outputs[0]]
-        dt = np.dtype({9: np.int8, 3: np.uint8, 7: np.int16, 2: np.int32}.get(t.type, np.int8)).newbyteorder("<")
+        dt = np.dtype({9: np.int8, 3: np.uint8, 7: np.int16, 2: np.int32, 0: np.float32}.get(t.type, np.int8)).newbyteorder("<")
         return [y.view(dt)]
 
     return run

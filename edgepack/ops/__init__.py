@@ -4,12 +4,12 @@ with offline-computed parameters in the model data).
 
 Consulted by Vela placement checks (compile), `inspect`, `build` and the code generator.
 Adding an operator: a `register(...)` line beside its check and lowering in the family module
-(`weighted`, `pool`, `elementwise`, `activation`, `shape`), its kernel file in `firmware/`, and
+(`weighted`, `pool`, `elementwise`, `activation`, `shape`, `layout`), its kernel file in `firmware/`, and
 its test.
 May import: errors, tflite, quant, packing, plan, resources. Never a pipeline stage.
 """
 
-from . import activation, elementwise, pool, shape, weighted  # noqa: F401  (they register)
+from . import activation, elementwise, layout, pool, shape, weighted  # noqa: F401  (they register)
 from .base import OPERATORS, REFUSED, Lowering, OperatorSpec, supported_operators, unsupported_reason
 
 __all__ = ["OPERATORS", "REFUSED", "Lowering", "OperatorSpec", "supported_operators",

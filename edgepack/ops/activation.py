@@ -4,6 +4,8 @@ LEAKY_RELU, QUANTIZE.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import quant
 from ..plan import C, PlanStep
 from ..tflite import Model, Operator
@@ -82,8 +84,36 @@ def lower_leaky_relu(lw: Lowering, op: Operator) -> PlanStep:
         "size": inp.size, "input_zero_point": zero_point_of(inp), "output_zero_point": zero_point_of(out), **p})
 
 
+def _check_float_io(model, op: Operator) -> str | None:
+    """QUANTIZE float32 -> int8 or int8 -> int8; DEQUANTIZE int8 -> float32 (per tensor)."""
+    float_side = model.tensors[op.outputs[0] if op.opcode == "DEQUANTIZE" else op.inputs[0]]
+    int_side = model.tensors[op.inputs[0] if op.opcode == "DEQUANTIZE" else op.outputs[0]]
+    if float_side.dtype not in ("int8", "float32"):
+        return f"tensor '{float_side.name}' is {float_side.dtype} (int8 or float32 only)"
+    if op.opcode == "DEQUANTIZE" and float_side.dtype != "float32":
+        return f"DEQUANTIZE to {float_side.dtype} (float32 only)"
+    if int_side.dtype != "int8" or int_side.quantization is None or int_side.quantization.per_channel:
+        return f"tensor '{int_side.name}' is not per-tensor quantized int8"
+    if not 0 < scale_of(int_side) < float("inf"):
+        return f"tensor '{int_side.name}' has scale {scale_of(int_side)}"
+    return None
+
+
+def _float_quant_params(t) -> dict:
+    """ep_float_quant_params of an int8 tensor (the C initializer prints the float32 scale exactly)."""
+    return {"size": t.size, "zero_point": zero_point_of(t), "scale": C(f"{float(np.float32(scale_of(t))).hex()}f")}
+
+
+def lower_dequantize(lw: Lowering, op: Operator) -> PlanStep:
+    return lw.step(op, "EP_KERNEL_DEQUANTIZE", "ep_float_quant_params", [op.inputs[0]],
+                   _float_quant_params(lw.t(op.inputs[0])))
+
+
 def lower_quantize(lw: Lowering, op: Operator) -> PlanStep:
     inp, out = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if inp.dtype == "float32":  # a model's float input
+        return lw.step(op, "EP_KERNEL_QUANTIZE_F32", "ep_float_quant_params", [op.inputs[0]],
+                       _float_quant_params(out))
     m, s = quant.requantize_multiplier(scale_of(inp), scale_of(out))
     return lw.step(op, "EP_KERNEL_QUANTIZE", "ep_quantize_params", [op.inputs[0]], {
         "size": inp.size, "input_zero_point": zero_point_of(inp), "output_zero_point": zero_point_of(out),
@@ -97,4 +127,5 @@ register("HARD_SWISH", lower_hard_swish, _check_hard_swish)
 register("RELU", lower_relu)
 register("RELU6", lower_relu)
 register("LEAKY_RELU", lower_leaky_relu)
-register("QUANTIZE", lower_quantize)
+register("QUANTIZE", lower_quantize, _check_float_io, other_dtypes=frozenset({"float32"}))
+register("DEQUANTIZE", lower_dequantize, _check_float_io, other_dtypes=frozenset({"float32"}))

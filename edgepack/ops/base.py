@@ -52,6 +52,9 @@ class OperatorSpec:
     lower: Callable[["Lowering", Operator], PlanStep]
     check: Check | None = None
     data_inputs: int | None = 1  # inputs that are activations (None: all of them)
+    several_outputs: bool = False  # SPLIT, SPLIT_V, UNPACK: the kernel writes every output
+    max_rank: int = 4  # highest tensor rank the kernel (and TFLM's) takes
+    other_dtypes: frozenset = frozenset()  # activation dtypes besides int8 the op's check vets
 
 
 OPERATORS: dict[str, OperatorSpec] = {}
@@ -61,10 +64,11 @@ REFUSED = {"RELU_N1_TO_1": ("TFLM, which computes the golden outputs the build c
                             "no RELU_N1_TO_1 kernel (clamp with MINIMUM and MAXIMUM instead)")}
 
 
-def register(opcode: str, lower, check: Check | None = None, data_inputs: int | None = 1) -> None:
+def register(opcode: str, lower, check: Check | None = None, data_inputs: int | None = 1, *,
+             several_outputs: bool = False, max_rank: int = 4, other_dtypes: frozenset = frozenset()) -> None:
     if opcode in OPERATORS:
         raise ValueError(f"operator {opcode} registered twice")
-    OPERATORS[opcode] = OperatorSpec(opcode, lower, check, data_inputs)
+    OPERATORS[opcode] = OperatorSpec(opcode, lower, check, data_inputs, several_outputs, max_rank, other_dtypes)
 
 
 def supported_operators() -> list[str]:
@@ -80,19 +84,21 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
     spec = OPERATORS.get(op.opcode)
     if spec is None:
         return f"edgepack's runtime has no {op.opcode} kernel"
-    if len(op.outputs) != 1:
+    if len(op.outputs) != 1 and not spec.several_outputs:
         return f"{len(op.outputs)} outputs (the runtime's kernels write one)"
+    if not op.outputs:
+        return "no output tensor"
     if not op.inputs or op.inputs[0] < 0:
         return "no input tensor"
     for idx in op.inputs + op.outputs:
-        if idx >= 0 and len(model.tensors[idx].shape) > 4:
+        if idx >= 0 and len(model.tensors[idx].shape) > spec.max_rank:
             t = model.tensors[idx]
-            return f"tensor '{t.name}' has rank {len(t.shape)}, the runtime handles up to 4"
+            return f"tensor '{t.name}' has rank {len(t.shape)}, {op.opcode} runs up to {spec.max_rank}"
     # The tensors the kernel computes on; weights, axes and paddings are the op checks' part.
     n_data = len(op.inputs) if spec.data_inputs is None else spec.data_inputs
     for idx in op.inputs[:n_data] + op.outputs:
         t = model.tensors[idx]
-        if t.is_constant:
+        if t.is_constant or t.dtype in spec.other_dtypes:
             continue
         if t.dtype != "int8":
             return f"tensor '{t.name}' is {t.dtype}, the runtime computes int8"

@@ -1,5 +1,5 @@
 """Two-input elementwise operators with broadcasting and constant operands: ADD, SUB, MUL,
-MAXIMUM, MINIMUM.
+MAXIMUM, MINIMUM, PRELU, SQUARED_DIFFERENCE.
 """
 
 from __future__ import annotations
@@ -80,8 +80,39 @@ def lower_mul(lw: Lowering, op: Operator) -> PlanStep:
         "act_min": lo, "act_max": hi}))
 
 
+def lower_squared_difference(lw: Lowering, op: Operator) -> PlanStep:
+    a, b, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    return lw.constant_operands(lw.step(op, "EP_KERNEL_SQUARED_DIFFERENCE", "ep_squared_difference_params",
+                                        op.inputs[:2], {
+        "input1": shape_init(a.shape), "input2": shape_init(b.shape), "output": shape_init(out.shape),
+        "input1_offset": -zero_point_of(a), "input2_offset": -zero_point_of(b), "output_offset": zero_point_of(out),
+        **quant.squared_difference_params(scale_of(a), scale_of(b), scale_of(out)),
+        "act_min": -128, "act_max": 127}))
+
+
+def _check_prelu(model: Model, op: Operator) -> str | None:
+    inp, alpha, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if list(inp.shape) != list(out.shape):
+        return f"output shape {list(out.shape)} is not the input's {list(inp.shape)}"
+    if alpha.dtype != "int8" or alpha.quantization is None or alpha.quantization.per_channel:
+        return f"alpha '{alpha.name}' needs one int8 scale and zero point (TFLM reads one)"
+    if any(d not in (1, od) for d, od in zip(shape4(alpha.shape), shape4(inp.shape))):
+        return f"alpha {list(alpha.shape)} does not broadcast to the input {list(inp.shape)}"
+    return None
+
+
+def lower_prelu(lw: Lowering, op: Operator) -> PlanStep:
+    inp, alpha, out = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    return lw.constant_operands(lw.step(op, "EP_KERNEL_PRELU", "ep_prelu_params", op.inputs[:2], {
+        "input": shape_init(inp.shape), "alpha": shape_init(alpha.shape), "input_offset": -zero_point_of(inp),
+        "alpha_offset": -zero_point_of(alpha), "output_offset": zero_point_of(out),
+        **quant.prelu_params(scale_of(inp), scale_of(alpha), scale_of(out))}))
+
+
 register("ADD", lower_add, _check_binary, data_inputs=2)
 register("SUB", lower_sub, _check_binary, data_inputs=2)
 register("MUL", lower_mul, _check_binary, data_inputs=2)
 register("MAXIMUM", lower_maximum, _check_binary, data_inputs=2)
 register("MINIMUM", lower_minimum, _check_binary, data_inputs=2)
+register("PRELU", lower_prelu, _check_prelu, data_inputs=2)
+register("SQUARED_DIFFERENCE", lower_squared_difference, _check_binary, data_inputs=2)

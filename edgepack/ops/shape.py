@@ -1,4 +1,4 @@
-"""Operators that move bytes: RESHAPE, SQUEEZE, PAD, CONCATENATION.
+"""Operators that move bytes: RESHAPE, SQUEEZE, PAD, PADV2, CONCATENATION.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def lower_concatenation(lw: Lowering, op: Operator) -> PlanStep:
                           "axis_sizes": C(sym)})
 
 
-register("RESHAPE", lower_reshape, _check_reshape)
-register("SQUEEZE", lower_reshape, _check_reshape)
+# A byte copy: any rank up to 5, as the 5-D views of a channel shuffle (RESHAPE, TRANSPOSE, RESHAPE)
+register("RESHAPE", lower_reshape, _check_reshape, max_rank=5)
+register("SQUEEZE", lower_reshape, _check_reshape, max_rank=5)
 register("PAD", lower_pad, _check_pad)
+register("PADV2", lower_pad, _check_pad)  # PAD with a constant int8 padding value (input 2)
 register("CONCATENATION", lower_concatenation, _check_concatenation, data_inputs=None)

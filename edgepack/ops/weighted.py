@@ -10,6 +10,7 @@ from .. import quant
 from ..plan import C, PlanStep, shape4, shape_init
 from ..resources import FIRMWARE_DIR
 from ..tflite import Model, Operator
+from .views import transpose_conv_padding
 from .base import (
     Lowering,
     dilation,
@@ -181,3 +182,59 @@ def lower_fully_connected(lw: Lowering, op: Operator) -> PlanStep:
 register("CONV_2D", lower_conv_2d, _check_weighted)
 register("DEPTHWISE_CONV_2D", lower_depthwise_conv_2d, _check_weighted)
 register("FULLY_CONNECTED", lower_fully_connected, _check_weighted)
+
+
+def _check_transpose_conv(model: Model, op: Operator) -> str | None:
+    """TRANSPOSE_CONV's inputs: output shape (constant), weights [O, KH, KW, I], input, bias."""
+    if len(op.inputs) < 3 or min(op.inputs[:3]) < 0:
+        return "needs output shape, weights and input"
+    shape_t, w, inp = (model.tensors[i] for i in op.inputs[:3])
+    out = model.tensors[op.outputs[0]]
+    if inp.dtype != "int8" or inp.quantization is None or inp.quantization.per_channel:
+        return f"input '{inp.name}' is not per-tensor int8"
+    if not shape_t.is_constant or [int(v) for v in np.asarray(shape_t.data).reshape(-1)] != list(out.shape):
+        return "the output shape must be constant and the output tensor's"
+    if not w.is_constant or w.dtype != "int8" or w.quantization is None:
+        return "weights must be constant quantized int8"
+    if len(w.shape) != 4 or len(inp.shape) != 4 or len(out.shape) != 4:
+        return "input, weights and output must be 4-D (NHWC, OHWI)"
+    if np.any(w.quantization.zero_point != 0):
+        return "weights with non-zero zero points are not supported (TFLM int8 is symmetric)"
+    if w.shape[3] != inp.shape[3] or w.shape[0] != out.shape[3] or inp.shape[0] != out.shape[0]:
+        return f"weights {list(w.shape)} do not connect input {list(inp.shape)} to output {list(out.shape)}"
+    if len(op.inputs) > 3 and op.inputs[3] >= 0:
+        b = model.tensors[op.inputs[3]]
+        if not b.is_constant or b.dtype != "int32" or b.size != out.shape[3]:
+            return "the bias must be constant int32, one value per output channel"
+    if op.options.get("padding", "SAME") not in ("SAME", "VALID"):
+        return f"padding {op.options.get('padding')}"
+    return None
+
+
+def lower_transpose_conv(lw: Lowering, op: Operator) -> PlanStep:
+    w, inp, out = lw.t(op.inputs[1]), lw.t(op.inputs[2]), lw.t(op.outputs[0])
+    step = lw.step(op, "EP_KERNEL_TRANSPOSE_CONV", "ep_transpose_conv_params", [op.inputs[2]])
+    sh, sw = int(op.options.get("stride_h", 1)), int(op.options.get("stride_w", 1))
+    padding = op.options.get("padding", "SAME")
+    lo, hi = quant.activation_range(op.fused_activation, scale_of(out), zero_point_of(out))
+    bias = _bias(lw, op)
+    step.params = {
+        "input": shape_init(inp.shape), "filter": shape_init(w.shape), "output": shape_init(out.shape),
+        "stride_h": sh, "stride_w": sw,
+        "pad_top": transpose_conv_padding(padding, out.shape[1], w.shape[1], sh),
+        "pad_left": transpose_conv_padding(padding, out.shape[2], w.shape[2], sw),
+        "input_offset": -zero_point_of(inp), "output_offset": zero_point_of(out), "act_min": lo, "act_max": hi,
+        "requant": lw.requant(op, inp, w, out, out.shape[3]), "weights": lw.weights(op, w, w.shape[0], step),
+        "bias": bias}
+    return step
+
+
+def _bias(lw: Lowering, op: Operator) -> C:
+    """TRANSPOSE_CONV's bias is its fourth input (CONV_2D's third)."""
+    if len(op.inputs) < 4 or op.inputs[3] < 0:
+        return C("NULL")
+    data = np.asarray(lw.t(op.inputs[3]).data, np.int32).reshape(-1)
+    return C(lw.blob.add(f"ep_op{op.index:03d}_bias", data, "int32_t", "bias"))
+
+
+register("TRANSPOSE_CONV", lower_transpose_conv, _check_transpose_conv, data_inputs=0)

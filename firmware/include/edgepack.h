@@ -353,6 +353,171 @@ typedef struct {
 ep_status ep_quantize_s8(const ep_quantize_params *p, const int8_t *input, int8_t *output);
 
 /* ------------------------------------------------------------------------------------ */
+/* Layout operators, gathers, resizes, TRANSPOSE_CONV, ARG_MAX/MIN, float I/O            */
+/* (N-D data movement: ranks 1..EP_MAX_DIMS, dims outermost first; none requantizes:     */
+/* TFLM copies the int8 bytes, the lowering checks input and output share quantization)  */
+/* ------------------------------------------------------------------------------------ */
+
+/** Highest tensor rank of the N-D kernels below (TFLM runs TRANSPOSE and STRIDED_SLICE up to 5-D). */
+#define EP_MAX_DIMS 6
+
+/** TRANSPOSE (also SPACE_TO_DEPTH and DEPTH_TO_SPACE, which are 4-D transposes of a reshaped view):
+ *  output dimension d is input dimension perm[d]. */
+typedef struct {
+    int32_t rank;                     /**< 1..EP_MAX_DIMS */
+    int32_t input_dims[EP_MAX_DIMS];  /**< the first rank entries are used */
+    int32_t perm[EP_MAX_DIMS];        /**< a permutation of 0..rank-1 */
+} ep_transpose_params;
+
+/** TRANSPOSE, int8. */
+ep_status ep_transpose_s8(const ep_transpose_params *p, const int8_t *input, int8_t *output);
+
+/** STRIDED_SLICE (also SLICE, stride 1, and REVERSE_V2, stride -1 from the last index):
+ *  output[o] = input[begin + o * stride] in every dimension. TFLM's masks, negative indices and
+ *  clamping are resolved offline into begin / stride / output_dims. */
+typedef struct {
+    int32_t rank;                      /**< 1..EP_MAX_DIMS */
+    int32_t input_dims[EP_MAX_DIMS];
+    int32_t begin[EP_MAX_DIMS];        /**< first input index read, 0..input_dims-1 */
+    int32_t stride[EP_MAX_DIMS];       /**< non-zero; negative walks backwards */
+    int32_t output_dims[EP_MAX_DIMS];  /**< >= 1; every index read stays inside the input */
+} ep_strided_slice_params;
+
+/** STRIDED_SLICE, int8. */
+ep_status ep_strided_slice_s8(const ep_strided_slice_params *p, const int8_t *input, int8_t *output);
+
+/** SPLIT / SPLIT_V / UNPACK: the input seen as [outer, axis_total, inner]; output k takes
+ *  axis_sizes[k] consecutive entries of the axis, the first starting at axis_begin. */
+typedef struct {
+    int32_t num_outputs;        /**< 1..EP_MAX_OP_OUTPUTS */
+    int32_t outer, inner;
+    int32_t axis_total;         /**< input's axis size */
+    int32_t axis_begin;         /**< first axis entry output 0 takes (0 unless a split is cut in steps) */
+    const int32_t *axis_sizes;  /**< num_outputs sizes, each >= 1, sum + axis_begin <= axis_total */
+} ep_split_params;
+
+/** SPLIT / SPLIT_V / UNPACK, int8. outputs: num_outputs pointers. */
+ep_status ep_split_s8(const ep_split_params *p, const int8_t *input, int8_t *const *outputs);
+
+/** GATHER: the input seen as [batch, outer, axis_size, inner], indices as [batch, num_indices];
+ *  output [batch, outer, num_indices, inner] (TFLM's batch_dims = the dimensions in batch). */
+typedef struct {
+    int32_t batch, outer, axis_size, inner;
+    int32_t num_indices;  /**< per batch */
+} ep_gather_params;
+
+/** GATHER, int8 data, int32 indices (each must lie in [0, axis_size): EP_ERR_ARG otherwise, as
+ *  TFLM fails the invocation). */
+ep_status ep_gather_s8(const ep_gather_params *p, const int8_t *input, const int32_t *indices, int8_t *output);
+
+/** SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND parameters (NHWC; 3-D tensors as [N, H, 1, C], block_w 1).
+ *  SPACE_TO_BATCH_ND: output batch (sy * block_w + sx) * N + n holds the input padded by pad_top /
+ *  pad_left (pad_value elsewhere) sampled at (oy * block_h + sy, ox * block_w + sx).
+ *  BATCH_TO_SPACE_ND: the inverse, with pad_top / pad_left the crops. */
+typedef struct {
+    ep_shape input, output;
+    int32_t block_h, block_w;    /**< >= 1 */
+    int32_t pad_top, pad_left;   /**< paddings (SPACE_TO_BATCH_ND) or crops (BATCH_TO_SPACE_ND), >= 0 */
+    int32_t pad_value;           /**< SPACE_TO_BATCH_ND's padding; TFLM pads with 0 whatever the zero point */
+} ep_batch_space_params;
+
+/** SPACE_TO_BATCH_ND, int8. */
+ep_status ep_space_to_batch_nd_s8(const ep_batch_space_params *p, const int8_t *input, int8_t *output);
+/** BATCH_TO_SPACE_ND, int8 (every output element is written: output h + crop_top <= input h * block_h). */
+ep_status ep_batch_to_space_nd_s8(const ep_batch_space_params *p, const int8_t *input, int8_t *output);
+
+/** MIRROR_PAD parameters: output[d] = input_dims[d] + before[d] + after[d], the pads mirrored from
+ *  the input (REFLECT leaves out the edge element, SYMMETRIC repeats it). */
+typedef struct {
+    int32_t rank;                      /**< 1..EP_MAX_DIMS */
+    int32_t input_dims[EP_MAX_DIMS];
+    int32_t before[EP_MAX_DIMS];       /**< 0 .. input_dims - reflect */
+    int32_t output_dims[EP_MAX_DIMS];  /**< after[d] = output - input - before: 0 .. input_dims - reflect */
+    int32_t reflect;                   /**< 1: REFLECT, 0: SYMMETRIC */
+} ep_mirror_pad_params;
+
+/** MIRROR_PAD, int8. */
+ep_status ep_mirror_pad_s8(const ep_mirror_pad_params *p, const int8_t *input, int8_t *output);
+
+/** PRELU parameters (TFLM's CalculatePreluParams, in double): multiplier_1 = QuantizeMultiplier(in / out),
+ *  multiplier_2 = QuantizeMultiplier(in * alpha / out). alpha broadcasts to the input (4-D). */
+typedef struct {
+    ep_shape input, alpha;  /**< the output has the input's shape */
+    int32_t input_offset, alpha_offset, output_offset;
+    int32_t multiplier_1, shift_1;  /**< x + input_offset >= 0 */
+    int32_t multiplier_2, shift_2;  /**< otherwise, times alpha + alpha_offset */
+} ep_prelu_params;
+
+/** PRELU, int8 input and alpha. */
+ep_status ep_prelu_s8(const ep_prelu_params *p, const int8_t *input, const int8_t *alpha, int8_t *output);
+
+/** SQUARED_DIFFERENCE parameters: ADD's (TFLM prepares it as ADD with left_shift 7; the output
+ *  multiplier is twice_max^2 / (2^14 * s_out)); act_min / act_max -128, 127. */
+typedef ep_add_params ep_squared_difference_params;
+
+/** SQUARED_DIFFERENCE, int8, with broadcasting: (rescaled input1 - rescaled input2)^2, requantized. */
+ep_status ep_squared_difference_s8(const ep_squared_difference_params *p, const int8_t *input1,
+                                   const int8_t *input2, int8_t *output);
+
+/** RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR parameters (NHWC; N and C match). */
+typedef struct {
+    ep_shape input, output;
+    int32_t align_corners;       /**< 0 or 1 */
+    int32_t half_pixel_centers;  /**< 0 or 1 */
+} ep_resize_params;
+
+/** RESIZE_NEAREST_NEIGHBOR, int8 (TFLM's float32 source-index arithmetic). */
+ep_status ep_resize_nearest_neighbor_s8(const ep_resize_params *p, const int8_t *input, int8_t *output);
+/** RESIZE_BILINEAR, int8 (TFLM's integer path: 10-bit fixed-point positions, 20-bit rounding). */
+ep_status ep_resize_bilinear_s8(const ep_resize_params *p, const int8_t *input, int8_t *output);
+
+/** TRANSPOSE_CONV parameters. filter = {O, KH, KW, C_in}; output = {N, OH, OW, O}; pads as TFLM
+ *  computes them from the output size (ComputePaddingHeightWidth with the output as "input"). */
+typedef struct {
+    ep_shape input;
+    ep_shape filter;
+    ep_shape output;
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left;
+    int32_t input_offset, output_offset;
+    int32_t act_min, act_max;
+    ep_requant requant;   /**< per output channel or per tensor */
+    ep_weights weights;   /**< dense, or palette with one row per output channel */
+    const int32_t *bias;  /**< O values, or NULL */
+} ep_transpose_conv_params;
+
+/** TRANSPOSE_CONV, int8: each output pixel sums the input pixels whose window covers it (the
+ *  same int32 sums TFLM scatters; no scratch). */
+ep_status ep_transpose_conv_s8(const ep_transpose_conv_params *p, const int8_t *input, int8_t *output);
+
+/** ARG_MAX / ARG_MIN: the input seen as [outer, axis_size, inner]; output [outer, inner]. */
+typedef struct {
+    int32_t outer, axis_size, inner;
+} ep_arg_params;
+
+/** ARG_MAX, int8 input, int32 output (raw int8 comparison; the first of equal maxima). TFLM
+ *  writes int32 indices only (it fails an int64 output at run time). */
+ep_status ep_arg_max_s8(const ep_arg_params *p, const int8_t *input, int32_t *output);
+/** ARG_MIN, int8 input, int32 output (the first of equal minima). */
+ep_status ep_arg_min_s8(const ep_arg_params *p, const int8_t *input, int32_t *output);
+
+/** DEQUANTIZE int8 -> float32 and QUANTIZE float32 -> int8 (per-tensor, the model's float I/O). */
+typedef struct {
+    int32_t size;
+    int32_t zero_point;  /**< of the int8 side */
+    float scale;         /**< of the int8 side, > 0 */
+} ep_float_quant_params;
+
+/** DEQUANTIZE, int8 -> float32: scale * (x - zero_point), one float32 rounding (as TFLM's double
+ *  product cast to float: the product of a float32 and a 9-bit integer is exact in double). */
+ep_status ep_dequantize_s8(const ep_float_quant_params *p, const int8_t *input, float *output);
+/** QUANTIZE, float32 -> int8: round half away from zero of the float32 quotient x / scale, plus
+ *  the zero point, clamped. NaN and quotients outside int32 convert to INT32_MIN before the
+ *  zero point is added with wrap-around, as TFLM's host build does (the C++ conversion is
+ *  undefined there; x86 returns INT32_MIN): -128 for zero points >= 0, 127 below. */
+ep_status ep_quantize_f32_s8(const ep_float_quant_params *p, const float *input, int8_t *output);
+
+/* ------------------------------------------------------------------------------------ */
 /* Execution plan: static data emitted by a generator, no interpreter, no allocation     */
 /* ------------------------------------------------------------------------------------ */
 
@@ -379,11 +544,30 @@ typedef enum {
     EP_KERNEL_LEAKY_RELU = 19,
     EP_KERNEL_MAXIMUM = 20,
     EP_KERNEL_MINIMUM = 21,
+    /* issue 16: layout operators, resizes, TRANSPOSE_CONV, ARG_MAX/MIN, float I/O (ids from 40) */
+    EP_KERNEL_TRANSPOSE = 40,
+    EP_KERNEL_STRIDED_SLICE = 41,
+    EP_KERNEL_SPLIT = 42,               /**< several outputs: ep_op.num_outputs / outputs */
+    EP_KERNEL_GATHER = 43,              /**< input 1: int32 indices */
+    EP_KERNEL_RESIZE_NEAREST_NEIGHBOR = 44,
+    EP_KERNEL_RESIZE_BILINEAR = 45,
+    EP_KERNEL_TRANSPOSE_CONV = 46,
+    EP_KERNEL_ARG_MAX = 47,             /**< int32 output */
+    EP_KERNEL_ARG_MIN = 48,
+    EP_KERNEL_DEQUANTIZE = 49,          /**< float32 output */
+    EP_KERNEL_QUANTIZE_F32 = 50,        /**< float32 input */
+    EP_KERNEL_SPACE_TO_BATCH_ND = 51,
+    EP_KERNEL_BATCH_TO_SPACE_ND = 52,
+    EP_KERNEL_MIRROR_PAD = 53,
+    EP_KERNEL_PRELU = 54,               /**< input 1: alpha */
+    EP_KERNEL_SQUARED_DIFFERENCE = 55,
     EP_KERNEL_ETHOSU = 64     /**< an `ethos-u` operator on the NPU: ep_ethosu_op_params (ep_ethosu.h) */
 } ep_kernel_id;
 
 /** Upper bound on ep_op.num_inputs. */
 #define EP_MAX_OP_INPUTS 16
+/** Upper bound on ep_op.num_outputs (a longer SPLIT is cut into several steps by axis_begin). */
+#define EP_MAX_OP_OUTPUTS 16
 
 /** Constant-tensor reference in ep_op.inputs: EP_CONST(i) names plan->constants[i]. */
 #define EP_CONST(i) (-1 - (int32_t)(i))
@@ -394,7 +578,9 @@ typedef struct {
     const void *params;       /**< the kernel's ep_*_params struct */
     int32_t num_inputs;
     const int32_t *inputs;    /**< arena byte offsets, or EP_CONST(i) */
-    int32_t output;           /**< arena byte offset */
+    int32_t output;           /**< arena byte offset (the single output; ignored when num_outputs > 0) */
+    int32_t num_outputs;      /**< 0: one output at `output`; else outputs[0..num_outputs-1] (SPLIT) */
+    const int32_t *outputs;   /**< arena byte offsets, or NULL */
 } ep_op;
 
 /** A model: ops in execution order over one arena. */
@@ -418,7 +604,8 @@ typedef void (*ep_op_hook)(void *user, int32_t op_index, const ep_op *op, int32_
  */
 ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, ep_op_hook hook, void *user);
 
-/** Bytes the tensor an op reads at input i (i >= 0) or writes (i = -1) spans; negative if invalid. */
+/** Bytes the tensor an op reads at input i (i >= 0) or writes at output j (i = -1 - j) spans;
+ *  negative if invalid. */
 int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i);
 
 #ifdef __cplusplus

@@ -97,6 +97,32 @@ static inline ep_status ep_weights_prepare(const ep_weights *w, int64_t rows, in
     return EP_ERR_ARG;
 }
 
+/* Element count of an N-D shape (rank 1..EP_MAX_DIMS, every dim >= 1), or -1. */
+static inline int64_t ep_dims_count(int32_t rank, const int32_t *dims)
+{
+    int64_t n = 1;
+    int32_t d;
+    if (rank < 1 || rank > EP_MAX_DIMS) return -1;
+    for (d = 0; d < rank; ++d) {
+        if (dims[d] < 1) return -1;
+        n = ep_prod(n, dims[d]);
+        if (n < 0) return -1;
+    }
+    return n;
+}
+
+/* Advance an N-D index (last dimension fastest) over dims[0..rank-2]; the caller walks the last
+ * dimension itself. Returns 0 after the final index. */
+static inline int ep_next_index(int32_t rank, const int32_t *dims, int32_t *idx)
+{
+    int32_t d;
+    for (d = rank - 2; d >= 0; --d) {
+        if (++idx[d] < dims[d]) return 1;
+        idx[d] = 0;
+    }
+    return 0;
+}
+
 /* Bytes of the palette decode table kept in the caller's scratch. */
 #define EP_PALETTE_TABLE_BYTES 1024
 

@@ -14,10 +14,95 @@ static int32_t flat_bytes(int64_t a, int64_t b)
     return n < 0 ? -1 : (int32_t)n;
 }
 
+static int32_t dims_bytes(int32_t rank, const int32_t *dims, int32_t elem_bytes)
+{
+    const int64_t n = ep_dims_count(rank, dims);
+    return n < 0 ? -1 : flat_bytes(n, elem_bytes);
+}
+
+/* Tensor sizes of the issue-16 kernels (layout operators, resizes, TRANSPOSE_CONV, ARG_MAX/MIN,
+ * float I/O); i as in ep_op_tensor_bytes, -2 when the kernel is not one of them. */
+static int32_t layout_tensor_bytes(const ep_op *op, int32_t i)
+{
+    const void *pp = op->params;
+    switch (op->kernel) {
+    case EP_KERNEL_TRANSPOSE: {
+        const ep_transpose_params *p = (const ep_transpose_params *)pp;
+        return i <= 0 ? dims_bytes(p->rank, p->input_dims, 1) : -1;
+    }
+    case EP_KERNEL_STRIDED_SLICE: {
+        const ep_strided_slice_params *p = (const ep_strided_slice_params *)pp;
+        return i < 0 ? dims_bytes(p->rank, p->output_dims, 1) : (i == 0 ? dims_bytes(p->rank, p->input_dims, 1) : -1);
+    }
+    case EP_KERNEL_SQUARED_DIFFERENCE: {
+        const ep_squared_difference_params *p = (const ep_squared_difference_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input1) : (i == 1 ? shape_bytes(&p->input2) : -1));
+    }
+    case EP_KERNEL_PRELU: {
+        const ep_prelu_params *p = (const ep_prelu_params *)pp;
+        return i == 1 ? shape_bytes(&p->alpha) : (i <= 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_MIRROR_PAD: {
+        const ep_mirror_pad_params *p = (const ep_mirror_pad_params *)pp;
+        return i < 0 ? dims_bytes(p->rank, p->output_dims, 1) : (i == 0 ? dims_bytes(p->rank, p->input_dims, 1) : -1);
+    }
+    case EP_KERNEL_SPLIT: {
+        const ep_split_params *p = (const ep_split_params *)pp;
+        const int32_t j = -1 - i;
+        if (i == 0) return flat_bytes(ep_prod(p->outer, p->axis_total), p->inner);
+        if (i > 0 || p->axis_sizes == NULL || j >= p->num_outputs) return -1;
+        return flat_bytes(ep_prod(p->outer, p->axis_sizes[j]), p->inner);
+    }
+    case EP_KERNEL_GATHER: {
+        const ep_gather_params *p = (const ep_gather_params *)pp;
+        if (i == 0) return flat_bytes(ep_prod(ep_prod(p->batch, p->outer), p->axis_size), p->inner);
+        if (i == 1) return flat_bytes(ep_prod(p->batch, p->num_indices), 4);
+        return flat_bytes(ep_prod(ep_prod(p->batch, p->outer), p->num_indices), p->inner);
+    }
+    case EP_KERNEL_RESIZE_NEAREST_NEIGHBOR:
+    case EP_KERNEL_RESIZE_BILINEAR: {
+        const ep_resize_params *p = (const ep_resize_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_SPACE_TO_BATCH_ND:
+    case EP_KERNEL_BATCH_TO_SPACE_ND: {
+        const ep_batch_space_params *p = (const ep_batch_space_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_TRANSPOSE_CONV: {
+        const ep_transpose_conv_params *p = (const ep_transpose_conv_params *)pp;
+        return i < 0 ? shape_bytes(&p->output) : (i == 0 ? shape_bytes(&p->input) : -1);
+    }
+    case EP_KERNEL_ARG_MAX:
+    case EP_KERNEL_ARG_MIN: {
+        const ep_arg_params *p = (const ep_arg_params *)pp;
+        if (i == 0) return flat_bytes(ep_prod(p->outer, p->axis_size), p->inner);
+        return i < 0 ? flat_bytes(ep_prod(p->outer, p->inner), 4) : -1;
+    }
+    case EP_KERNEL_DEQUANTIZE:
+    case EP_KERNEL_QUANTIZE_F32: {
+        const ep_float_quant_params *p = (const ep_float_quant_params *)pp;
+        const int float_side = (op->kernel == EP_KERNEL_DEQUANTIZE) == (i < 0);
+        return i <= 0 ? flat_bytes(p->size, float_side ? 4 : 1) : -1;
+    }
+    default:
+        return -2;
+    }
+}
+
+static int32_t op_outputs(const ep_op *op)
+{
+    return op->num_outputs > 0 ? op->num_outputs : 1;
+}
+
 int32_t ep_op_tensor_bytes(const ep_op *op, int32_t i)
 {
     const void *pp;
-    if (op == NULL || op->params == NULL || i < -1 || i >= op->num_inputs) return -1;
+    int32_t b;
+    if (op == NULL || op->params == NULL || i < -op_outputs(op) || i >= op->num_inputs) return -1;
+    b = layout_tensor_bytes(op, i);
+    if (b != -2) return b;
+    if (i < -1) return -1;
     pp = op->params;
     switch (op->kernel) {
     case EP_KERNEL_CONV2D: {
@@ -111,6 +196,10 @@ static int32_t expected_inputs(int32_t kernel)
     case EP_KERNEL_MAXIMUM:
     case EP_KERNEL_MINIMUM:
         return 2;
+    case EP_KERNEL_GATHER:
+    case EP_KERNEL_PRELU:
+    case EP_KERNEL_SQUARED_DIFFERENCE:
+        return 2;
     case EP_KERNEL_CONCATENATION:
     case EP_KERNEL_ETHOSU:
         return -1; /* any */
@@ -134,6 +223,7 @@ ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, 
     for (k = 0; k < plan->num_ops; ++k) {
         const ep_op *op = &plan->ops[k];
         const int8_t *in[EP_MAX_OP_INPUTS];
+        int8_t *outs[EP_MAX_OP_OUTPUTS];
         int8_t *out;
         void *scratch = plan->scratch_bytes > 0 ? (void *)(arena + plan->scratch_offset) : NULL;
         const int32_t scratch_bytes = plan->scratch_bytes > 0 ? plan->scratch_bytes : 0;
@@ -158,10 +248,18 @@ ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, 
                 in[i] = (const int8_t *)(arena + ref);
             }
         }
-        out_bytes = ep_op_tensor_bytes(op, -1);
-        if (out_bytes < 0) return EP_ERR_DIM;
-        if (!range_ok(op->output, out_bytes, arena_bytes)) return EP_ERR_BUFFER;
-        out = (int8_t *)(arena + op->output);
+        /* Several outputs (SPLIT) come as an offset list; every other kernel writes one. */
+        if (op->num_outputs < 0 || op->num_outputs > EP_MAX_OP_OUTPUTS || (op->num_outputs > 0 && op->outputs == NULL))
+            return EP_ERR_ARG;
+        if ((op->kernel == EP_KERNEL_SPLIT) != (op->num_outputs > 0)) return EP_ERR_ARG;
+        for (i = 0; i < op_outputs(op); ++i) {
+            const int32_t off = op->num_outputs > 0 ? op->outputs[i] : op->output;
+            out_bytes = ep_op_tensor_bytes(op, -1 - i);
+            if (out_bytes < 0) return EP_ERR_DIM;
+            if (!range_ok(off, out_bytes, arena_bytes)) return EP_ERR_BUFFER;
+            outs[i] = (int8_t *)(arena + off);
+        }
+        out = outs[0];
 
         if (hook) hook(user, k, op, 0);
         switch (op->kernel) {
@@ -233,6 +331,57 @@ ep_status ep_plan_run(const ep_plan *plan, uint8_t *arena, int32_t arena_bytes, 
         case EP_KERNEL_ETHOSU:
             /* driver statuses (EP_ETHOSU_*) pass through: they name the NPU's problem */
             st = (ep_status)ep_ethosu_run_op((const ep_ethosu_op_params *)op->params, arena, arena_bytes);
+            break;
+        /* issue 16 kernels; arena tensors are 16-byte aligned, so the int32 / float casts hold */
+        case EP_KERNEL_TRANSPOSE:
+            st = ep_transpose_s8((const ep_transpose_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_STRIDED_SLICE:
+            st = ep_strided_slice_s8((const ep_strided_slice_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_SPLIT: {
+            const ep_split_params *p = (const ep_split_params *)op->params;
+            st = p->num_outputs == op->num_outputs ? ep_split_s8(p, in[0], outs) : EP_ERR_ARG;
+            break;
+        }
+        case EP_KERNEL_GATHER:
+            st = ep_gather_s8((const ep_gather_params *)op->params, in[0], (const int32_t *)(const void *)in[1], out);
+            break;
+        case EP_KERNEL_RESIZE_NEAREST_NEIGHBOR:
+            st = ep_resize_nearest_neighbor_s8((const ep_resize_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_RESIZE_BILINEAR:
+            st = ep_resize_bilinear_s8((const ep_resize_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_SQUARED_DIFFERENCE:
+            st = ep_squared_difference_s8((const ep_squared_difference_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_PRELU:
+            st = ep_prelu_s8((const ep_prelu_params *)op->params, in[0], in[1], out);
+            break;
+        case EP_KERNEL_MIRROR_PAD:
+            st = ep_mirror_pad_s8((const ep_mirror_pad_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_SPACE_TO_BATCH_ND:
+            st = ep_space_to_batch_nd_s8((const ep_batch_space_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_BATCH_TO_SPACE_ND:
+            st = ep_batch_to_space_nd_s8((const ep_batch_space_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_TRANSPOSE_CONV:
+            st = ep_transpose_conv_s8((const ep_transpose_conv_params *)op->params, in[0], out);
+            break;
+        case EP_KERNEL_ARG_MAX:
+            st = ep_arg_max_s8((const ep_arg_params *)op->params, in[0], (int32_t *)(void *)out);
+            break;
+        case EP_KERNEL_ARG_MIN:
+            st = ep_arg_min_s8((const ep_arg_params *)op->params, in[0], (int32_t *)(void *)out);
+            break;
+        case EP_KERNEL_DEQUANTIZE:
+            st = ep_dequantize_s8((const ep_float_quant_params *)op->params, in[0], (float *)(void *)out);
+            break;
+        case EP_KERNEL_QUANTIZE_F32:
+            st = ep_quantize_f32_s8((const ep_float_quant_params *)op->params, (const float *)(const void *)in[0], out);
             break;
         default:
             st = EP_ERR_UNSUPPORTED;
