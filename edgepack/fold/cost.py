@@ -112,7 +112,6 @@ def encoded_bytes(op_type: str, values: np.ndarray, enc: WeightEncoding) -> int:
     """Bytes the target stores for int8 weights `values` (the model's layout and shape)."""
     values = np.asarray(values)
     shape = values.shape
-    n = int(values.size)
     if enc.store == "packed":
         k = int(np.unique(values).size)
         return packed_bytes(op_type, shape, k, enc)

@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 
-from typing import Callable
 
 import numpy as np
 
