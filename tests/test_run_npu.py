@@ -57,7 +57,7 @@ def _copy(project: Path, dest: Path) -> Path:
 def _folded_bytes(project: Path) -> bytes:
     """The folded model the build compiled (folding is deterministic: same SHA-256 as build.json)."""
     info = json.loads((project / "build.json").read_text())
-    folded = serialize_model(fold_model(read_model(info["model"])).model)
+    folded = serialize_model(fold_model(read_model(info["model"]), board=load_board(info["board"])).model)
     assert hashlib.sha256(folded).hexdigest() == info["folded_model_sha256"]
     return folded
 
@@ -66,7 +66,7 @@ def _vela_with_changed_weight(project: Path, tensor: str, accel: str | None = No
     """Vela's output and debug database for the project's folded model with the weights of output
     channel 0 of `tensor` negated: a compilation that is wrong in exactly that layer."""
     info = json.loads((project / "build.json").read_text())
-    model = fold_model(read_model(info["model"])).model
+    model = fold_model(read_model(info["model"]), board=load_board(info["board"])).model
     t = next(t for t in model.tensors if t.name == tensor)
     data = np.array(t.data)
     data[0] = np.clip(-data[0].astype(np.int32), -127, 127)
