@@ -23,6 +23,7 @@ from .ops import unsupported_reason
 from .plan import DataBlob, PaletteWeights, PlanStep
 from .boards import BOARDS_DIR, BoardSpec, load_board
 from .errors import BuildError, UsageError
+from .project import NPU_DEBUG_DB
 from .tflite import Model, check_int8, read_model, serialize_model
 
 GOLDEN_COUNT = 4  # random golden inputs when the user gives none
@@ -95,6 +96,9 @@ class BuildResult:
     input_dtypes: list[str] = field(default_factory=list)  # "int8", or "float32" for float I/O
     output_dtypes: list[str] = field(default_factory=list)  # "int8", "int32" (ARG_MAX) or "float32"
     files: list[str] = field(default_factory=list)
+    # NPU operators in a divergent class of the audit (edgepack.npu.divergence), measured on the
+    # golden inputs; which golden outputs are the device's; the --tflm-semantics option's cost
+    npu_semantics: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -218,8 +222,12 @@ def _check_regions(board: BoardSpec, model_path: str, arena: int, model_data: in
 def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="auto",
           max_error_db: float | None = None, input_npy: str | None = None, force: bool = False,
           cpu_only: bool = False, progress=None, timings: dict | None = None, budget=None,
-          calibration_npy: str | None = None, labels_npy: str | None = None) -> BuildResult:
-    """Build the firmware project for `model_path` on `board_name` into `out`."""
+          calibration_npy: str | None = None, labels_npy: str | None = None,
+          tflm_semantics: bool = False) -> BuildResult:
+    """Build the firmware project for `model_path` on `board_name` into `out`.
+
+    `tflm_semantics`: operators the NPU computes differently from TFLM (the audit's divergent
+    classes) stay on the CPU, so the whole model keeps TFLM's results."""
     from . import fold as fold_stage
 
     timings = {} if timings is None else timings
@@ -256,6 +264,14 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         t1 = time.perf_counter()
         cmp = vela_stage.compare_raw_and_folded(model_path, folded_bytes, board,
                                                 verbose_performance=not cpu_only)
+        # a --cpu-only firmware drives no NPU: nothing it computes differs from TFLM
+        divergent = [] if cpu_only else _divergent_on_npu(folded, cmp.folded, board)
+        cpu_option, on_npu = None, cmp.folded
+        if divergent:
+            say(f"compiling with the {len(divergent)} operator(s) the NPU computes differently on the CPU")
+            cpu_option = _keep_on_cpu(folded, folded_bytes, [d.operator for d in divergent], board)
+            if tflm_semantics:
+                cmp.folded = cpu_option
         timings["vela_s"] = time.perf_counter() - t1
         vela_stage.check_cpu_operators(cmp.folded, model_path)
         vela_stage.check_budget(cmp.folded, board, model_path)
@@ -267,8 +283,9 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         vela_info["npu_operators"] = [{"index": op.index, "opcode": op.opcode}
                                       for op in cmp.folded.operators if op.target == "npu"]
         vela_optimized = cmp.folded.optimized_model
+        vela_debug_db = cmp.folded.debug_db
     else:
-        vela_optimized = None
+        vela_optimized = vela_debug_db = None
 
     mixed = None
     # the runtime's driver speaks the Ethos-U55/U65 interface; U85 boards keep the CPU plan
@@ -288,19 +305,28 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     t2 = time.perf_counter()
     g_in, g_source = golden_inputs(model, input_npy)
     g_out = tflm_outputs(folded_bytes, g_in, len(folded.outputs))
+    tflm_out = g_out
     if mixed is not None:
         g_out, differ = npu_board_golden_outputs(vela_optimized, g_in, g_out)
         if differ:
             g_source += (f"; expected outputs from edgepack's functional Ethos-U model, which differs "
                          f"from TFLM in {differ} bytes")
+    npu_semantics = None
+    if mixed is not None and _audited(board):
+        npu_semantics = _npu_semantics(folded_bytes, divergent, cpu_option, on_npu, board, g_in,
+                                       tflm_out, g_out, tflm_semantics, say)
     timings["golden_s"] = time.perf_counter() - t2
     golden = DataBlob("golden")
     in_syms, out_syms = [], []
+    keep_tflm = any(not np.array_equal(a, b) for ra, rb in zip(g_out, tflm_out) for a, b in zip(ra, rb))
     for g, (row_in, row_out) in enumerate(zip(g_in, g_out)):
         in_syms.append([golden.add(f"ep_golden_in{g}_{k}", x, "int8_t", "golden input")
                         for k, x in enumerate(row_in)])
         out_syms.append([golden.add(f"ep_golden_out{g}_{k}", y, "int8_t", "golden output")
                          for k, y in enumerate(row_out)])
+        if keep_tflm:  # the device's outputs differ from TFLM's: keep TFLM's for the CPU reference
+            for k, y in enumerate(tflm_out[g]):
+                golden.add(f"ep_golden_tflm_out{g}_{k}", y, "int8_t", "TFLM's output")
     model_data, golden_data = blob.to_bytes(), golden.to_bytes()
     regions = _check_regions(board, model_path, arena.size, len(model_data), len(golden_data))
 
@@ -341,7 +367,7 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
         golden_layout=[{"symbol": a.symbol, "offset": a.offset, "size": a.size} for a in golden.arrays],
         input_shapes=[list(folded.tensors[i].shape) for i in folded.inputs],
         output_shapes=[list(folded.tensors[i].shape) for i in folded.outputs],
-        npu_steps=npu_steps,
+        npu_steps=npu_steps, npu_semantics=npu_semantics,
         input_dtypes=[folded.tensors[i].dtype for i in folded.inputs],
         output_dtypes=[folded.tensors[i].dtype for i in folded.outputs])
 
@@ -355,6 +381,9 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
             golden_output_symbols=out_syms, result=result, vela_model=vela_optimized,
             placement=placement, stack_size=STACK_SIZE, heap_size=HEAP_SIZE,
             uart_base=board.uart_base if board.uart_base is not None else UART0_BASE)
+        if vela_debug_db:  # which operator each NPU operation computes (edgepack.npu.compare)
+            (tmp / NPU_DEBUG_DB).write_bytes(vela_debug_db)
+            result.files = sorted(result.files + [NPU_DEBUG_DB])
         (tmp / "build.json").write_text(json.dumps(result.as_dict(), indent=2, default=_json_default)
                                         + "\n", encoding="utf-8")
         from .report import write_report  # report.json + report.html (issue 8)
@@ -368,6 +397,81 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     timings["render_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     return result
+
+
+def _audited(board: BoardSpec) -> bool:
+    """The audit (and the functional model) covers every Ethos-U55 and the single-core U65-256."""
+    return board.npu is not None and (board.npu.accelerator.startswith("ethos-u55")
+                                      or board.npu.accelerator == "ethos-u65-256")
+
+
+def _divergent_on_npu(folded: Model, compiled, board: BoardSpec) -> list:
+    from .npu.divergence import divergent_operators
+
+    if not _audited(board):
+        return []
+    return divergent_operators(folded, {op.index for op in compiled.operators if op.target == "npu"})
+
+
+def _keep_on_cpu(folded: Model, folded_bytes: bytes, operators: list[int], board: BoardSpec):
+    """Vela's compilation with `operators` left on the CPU (edgepack.npu.semantics.keep_on_cpu)."""
+    from . import vela as vela_stage
+    from .npu.semantics import keep_on_cpu, restore_builtins
+
+    result = vela_stage.compile_for_board(keep_on_cpu(folded_bytes, operators), board,
+                                          name="folded_tflm_semantics")
+    result.optimized_model = restore_builtins(result.optimized_model, folded_bytes, operators)
+    for op in result.operators:
+        if op.index in operators:
+            op.opcode = folded.operators[op.index].opcode
+    return result
+
+
+def _npu_semantics(folded_bytes, divergent, cpu_option, on_npu, board, g_in, tflm_out, device_out,
+                   tflm_semantics, say) -> dict:
+    """build.json's `npu_semantics`: divergent NPU operators measured on the golden inputs, the
+    device's golden outputs against TFLM's, and what --tflm-semantics costs."""
+    from . import vela as vela_stage
+    from .npu.divergence import unaudited_operators
+    from .npu.semantics import measure_divergence
+    from .tflite import parse_model
+
+    folded = parse_model(folded_bytes)
+    unaudited = unaudited_operators(folded, {op.index for op in on_npu.operators if op.target == "npu"})
+    info = {"audited": not unaudited, "not_audited": [{"operator": i, "opcode": o} for i, o in unaudited],
+            "tflm_semantics": bool(tflm_semantics), "divergent": [],
+            "golden_outputs": "the device's = TFLM's (no divergent operator on the NPU)",
+            "device_vs_tflm": {"differing": 0, "max_difference": 0}, "cpu_option": None,
+            "golden_differences": []}
+    if divergent:
+        say("measuring on the golden inputs where the NPU differs from TFLM")
+        measured = measure_divergence(folded_bytes, divergent, g_in, lambda single: vela_stage.compile_for_board(
+            single, board, verbose_performance=False, name="divergent_operator").optimized_model)
+        info["divergent"] = [m.as_dict() for m in measured]
+        # Vela's estimates (NPU only: the CPU operators' own time is not in them; `cpu_elements` is
+        # the work they move to the CPU, output elements per inference)
+        info["cpu_option"] = {
+            "operators": [d.operator for d in divergent],
+            "npu_cycles_on_npu": on_npu.npu_cycles, "npu_cycles_on_cpu": cpu_option.npu_cycles,
+            "total_cycles_on_npu": on_npu.total_cycles, "total_cycles_on_cpu": cpu_option.total_cycles,
+            "cpu_elements": sum(m.elements for m in measured)}
+        info["golden_outputs"] = ("TFLM's (the divergent operators run on the CPU: --tflm-semantics)"
+                                  if tflm_semantics else
+                                  "the device's (Vela's command stream in the functional Ethos-U model)")
+    diff = [np.abs(np.asarray(d).astype(np.int32) - np.asarray(t).astype(np.int32))
+            for dr, tr in zip(device_out, tflm_out) for d, t in zip(dr, tr)]
+    info["device_vs_tflm"] = {"differing": int(sum((x > 0).sum() for x in diff)),
+                              "max_difference": int(max(int(x.max(initial=0)) for x in diff))}
+    # both golden outputs where they differ (the first 16 bytes of each), for the report
+    for g, (dr, tr) in enumerate(zip(device_out, tflm_out)):
+        for k, (d, t) in enumerate(zip(dr, tr)):
+            d, t = np.asarray(d).reshape(-1), np.asarray(t).reshape(-1)
+            where = np.flatnonzero(d != t)
+            if where.size:
+                info["golden_differences"].append({
+                    "input": g, "output": k, "differing": int(where.size),
+                    "first": [[int(i), int(d[i]), int(t[i])] for i in where[:16]]})
+    return info
 
 
 def _replace_dir(new: Path, dest: Path) -> None:

@@ -18,6 +18,10 @@ from .errors import BuildError, UsageError
 from .tools import require_tool, tail_error
 
 
+# Vela's --enable-debug-db output for npu/model_vela.tflite: which input operator each command-stream
+# operation computes (edgepack.npu.compare names the differing operator with it)
+NPU_DEBUG_DB = "npu/model_vela_debug.xml"
+
 
 # --- build.json ------------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class Report:
     runs: list[dict] = field(default_factory=list)  # `edgepack run` results (record_runs)
     tradeoff: list[dict] = field(default_factory=list)  # fold's (bytes, agreement) points tried
     gate: dict | None = None  # the fold's end-to-end budget and what it backed off
+    # build.json's npu_semantics: divergent NPU operators measured on the golden inputs, and the
+    # device's golden outputs beside TFLM's where they differ
+    npu_semantics: dict | None = None
 
     @property
     def layer_counts(self) -> dict:
@@ -318,7 +321,7 @@ def report_from_build(build, model=None, fold=None) -> Report:
         arena={"size": b.get("arena_bytes"), "naive_size": b.get("arena_naive_bytes"),
                "scratch": b.get("scratch_bytes")},
         layers=rows, notes=notes, tradeoff=list(b.get("fold_tradeoff") or []),
-        gate=b.get("fold_gate"))
+        gate=b.get("fold_gate"), npu_semantics=b.get("npu_semantics"))
 
 
 # --- writing and reading -------------------------------------------------------------------

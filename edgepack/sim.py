@@ -17,7 +17,7 @@ import numpy as np
 
 from .boards import BoardSpec, load_board
 from .errors import BuildError, UsageError
-from .project import build_firmware, load_build_json, map_memory_usage
+from .project import NPU_DEBUG_DB, build_firmware, load_build_json, map_memory_usage
 from .tools import fvp_path, require_tool, tail_error
 
 SIMS = ("auto", "fvp", "qemu", "cosim", "host", "npu-model")
@@ -281,8 +281,10 @@ def run_project(project: str | os.PathLike, sim: str = "auto", timeout: float = 
 
 # --- Vela's command stream in the functional Ethos-U model -------------------------------------
 
-def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """The golden inputs and TFLM outputs stored in data/golden.bin, by golden input."""
+def golden_vectors(project: Path, info: dict, tflm: bool = False) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """The golden inputs and outputs stored in data/golden.bin, by golden input. The outputs are
+    what the device computes (on an NPU board with an operator the NPU computes differently from
+    TFLM, TFLM's are kept beside them: `tflm=True` reads those, when present)."""
     data = (project / "data" / "golden.bin").read_bytes()
     arrays = {a["symbol"]: np.frombuffer(data, np.uint8, a["size"], a["offset"]) for a in info["golden_layout"]}
 
@@ -293,7 +295,8 @@ def golden_vectors(project: Path, info: dict) -> tuple[list[list[np.ndarray]], l
     out_types = info.get("output_dtypes") or ["int8"] * len(info["output_shapes"])
     ins = [[typed(f"ep_golden_in{g}_{k}", s, t) for k, (s, t) in enumerate(zip(info["input_shapes"], in_types))]
            for g in range(info["golden_count"])]
-    outs = [[typed(f"ep_golden_out{g}_{k}", s, t) for k, (s, t) in enumerate(zip(info["output_shapes"], out_types))]
+    prefix = "ep_golden_tflm_out" if tflm and "ep_golden_tflm_out0_0" in arrays else "ep_golden_out"
+    outs = [[typed(f"{prefix}{g}_{k}", s, t) for k, (s, t) in enumerate(zip(info["output_shapes"], out_types))]
             for g in range(info["golden_count"])]
     return ins, outs
 
@@ -312,6 +315,7 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
     from .errors import ModelError
     from .npu import run_vela_model
     from .npu.compare import compare_layers
+    from .npu.debugdb import read_debug_db
     from .npu.host_steps import cpu_op_runner
     from .npu.runner import read_tflite
 
@@ -360,9 +364,15 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
     else:
         r.result_line = f"EDGEPACK RESULT: FAIL {passed}/{n} inputs, {bad} mismatched bytes; {first}"
         try:
+            db_path = project / NPU_DEBUG_DB
+            if not db_path.is_file():
+                raise ModelError(f"{NPU_DEBUG_DB} is missing (a project from an older edgepack): rebuild the project")
+            debug_db = read_debug_db(db_path.read_bytes(), NPU_DEBUG_DB)
             host = host or _host_steps(project, info)
-            golden = [np.stack([row[k] for row in outs]) for k in range(len(info["output_shapes"]))]
-            cmp = compare_layers(vela_bytes, batched, golden, host)
+            # the CPU path is checked against TFLM's outputs (the device's may differ by design)
+            tflm_outs = golden_vectors(project, info, tflm=True)[1]
+            golden = [np.stack([row[k] for row in tflm_outs]) for k in range(len(info["output_shapes"]))]
+            cmp = compare_layers(vela_bytes, batched, golden, host, debug_db)
             r.first_difference = cmp.mismatch.as_dict() if cmp.mismatch else None
             r.failure = r.result_line[len("EDGEPACK RESULT: "):] + "; " + cmp.describe()
         except (ModelError, BuildError) as err:

@@ -87,6 +87,9 @@ class VelaResult:
     raw: dict[str, np.ndarray] | None = None  # `<name>_vela.npz` for output_format="raw"
     summary: dict[str, str] = field(default_factory=dict, repr=False)  # the summary CSV row
     command: list[str] = field(default_factory=list, repr=False)
+    # `--enable-debug-db` XML: which input operator each command-stream operation computes
+    # (edgepack.npu.debugdb); its `source` attribute names the model, not Vela's temporary directory
+    debug_db: bytes = field(default=b"", repr=False)
 
     @property
     def npu_operators(self) -> list[PlacedOperator]:
@@ -132,6 +135,9 @@ def vela_arguments(board: BoardSpec, output_dir: str | Path, verbose_performance
         args += ["--arena-cache-size", str(npu.arena_cache_size)]
     if verbose_performance:
         args.append("--verbose-performance")
+    # the debug database maps command-stream offsets to operators (per-layer comparison); it does
+    # not change what Vela compiles (same output bytes with and without it)
+    args.append("--enable-debug-db")
     return args
 
 
@@ -258,6 +264,11 @@ def compile_for_board(model: str | os.PathLike | bytes, board: BoardSpec, workdi
         layers_path = out_dir / f"{stem}_per-layer.csv"
         layers = _read_layers(layers_path) if verbose_performance and layers_path.is_file() else []
         optimized, raw = b"", None
+        debug_path = out_dir / f"{stem}_debug.xml"
+        debug_db = b""
+        if debug_path.is_file():
+            debug_db = re.sub(rb'<debug source="[^"]*">', f'<debug source="{stem}">'.encode(),
+                              debug_path.read_bytes(), count=1)
         if output_format == "tflite":
             optimized = (out_dir / f"{stem}_vela.tflite").read_bytes()
             operators, arena, cache = _placements(data, optimized, shown)
@@ -292,7 +303,7 @@ def compile_for_board(model: str | os.PathLike | bytes, board: BoardSpec, workdi
         npu_cycles=_int(summary["cycles_npu"]), total_cycles=_int(summary["cycles_total"]),
         inferences_per_second=float(summary["inferences_per_second"]),
         arena_bytes=arena, cache_bytes=cache, layers=layers, operators=operators,
-        optimized_model=optimized, raw=raw, summary=summary, command=command)
+        optimized_model=optimized, raw=raw, summary=summary, command=command, debug_db=debug_db)
 
 
 def compile_raw(model, board: BoardSpec, workdir=None, verbose_performance: bool = True,

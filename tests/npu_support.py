@@ -38,7 +38,8 @@ def _compile(model_bytes: bytes, accel: str, fmt: str, verbose: bool) -> tuple[P
     src.write_bytes(model_bytes)
     system, memory = SYSTEM[accel.rsplit("-", 1)[0]]
     cmd = [sys.executable, "-m", "ethosu.vela", str(src), "--accelerator-config", accel, "--config", str(VELA_INI),
-           "--system-config", system, "--memory-mode", memory, "--output-dir", str(out), "--output-format", fmt]
+           "--system-config", system, "--memory-mode", memory, "--output-dir", str(out), "--output-format", fmt,
+           "--enable-debug-db"]
     if verbose:
         cmd.append("--verbose-register-command-stream")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -54,6 +55,11 @@ def compile_vela(model, accel: str = "ethos-u55-128", fmt: str = "tflite") -> Pa
     return _compile(_bytes(model), accel, fmt, fmt == "raw")[0]
 
 
+def vela_debug_db(model, accel: str = "ethos-u55-128") -> bytes:
+    """Vela's --enable-debug-db XML of the tflite compilation `compile_vela` returns."""
+    return (compile_vela(model, accel).parent / "m_debug.xml").read_bytes()
+
+
 def vela_printout(model, accel: str) -> str:
     """Vela's --verbose-register-command-stream printout (raw output, so no CPU operators)."""
     return _compile(_bytes(model), accel, "raw", True)[1]
@@ -64,7 +70,7 @@ def tflm_batch(model, xs: list[np.ndarray]) -> list[np.ndarray]:
     from tflite_micro import runtime
 
     b = _bytes(model)
-    it = runtime.Interpreter.from_bytes(b)
+    it = runtime.Interpreter.from_bytes(b, arena_size=1 << 22)  # room for the audit's largest models
     n = xs[0].shape[0]
     outs: list[list[np.ndarray]] = []
     for k in range(n):

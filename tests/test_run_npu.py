@@ -19,6 +19,7 @@ from edgepack.cli import main
 from edgepack.fold import fold_model
 from edgepack.npu import run_vela_model
 from edgepack.npu.compare import compare_layers
+from edgepack.npu.debugdb import read_debug_db
 from edgepack.npu.host_steps import HostSteps, build_library, cpu_op_runner
 from edgepack.npu.runner import read_tflite
 from edgepack.sim import choose_sims, golden_vectors, run_project
@@ -27,7 +28,7 @@ from edgepack.vela import compile_for_board
 
 from .conftest import fixture_path
 from .firmware_support import built_project, needs
-from .npu_support import U55_CONFIGS, compile_vela, npu_cpu_npu_model, tflm_batch
+from .npu_support import U55_CONFIGS, compile_vela, npu_cpu_npu_model, tflm_batch, vela_debug_db
 
 HOST = needs("gcc", "cmake", "ninja")
 N_INPUTS = 200
@@ -56,23 +57,30 @@ def _copy(project: Path, dest: Path) -> Path:
 def _folded_bytes(project: Path) -> bytes:
     """The folded model the build compiled (folding is deterministic: same SHA-256 as build.json)."""
     info = json.loads((project / "build.json").read_text())
-    folded = serialize_model(fold_model(read_model(info["model"])).model)
+    folded = serialize_model(fold_model(read_model(info["model"]), board=load_board(info["board"])).model)
     assert hashlib.sha256(folded).hexdigest() == info["folded_model_sha256"]
     return folded
 
 
-def _vela_with_changed_weight(project: Path, tensor: str, accel: str | None = None) -> bytes:
-    """Vela's output for the project's folded model with the weights of output channel 0 of
-    `tensor` negated: a compilation that is wrong in exactly that layer."""
+def _vela_with_changed_weight(project: Path, tensor: str, accel: str | None = None) -> tuple[bytes, bytes]:
+    """Vela's output and debug database for the project's folded model with the weights of output
+    channel 0 of `tensor` negated: a compilation that is wrong in exactly that layer."""
     info = json.loads((project / "build.json").read_text())
-    model = fold_model(read_model(info["model"])).model
+    model = fold_model(read_model(info["model"]), board=load_board(info["board"])).model
     t = next(t for t in model.tensors if t.name == tensor)
     data = np.array(t.data)
     data[0] = np.clip(-data[0].astype(np.int32), -127, 127)
     t.data = data
     if accel is not None:
-        return compile_vela(serialize_model(model), accel).read_bytes()
-    return compile_for_board(serialize_model(model), load_board(info["board"])).optimized_model
+        return compile_vela(serialize_model(model), accel).read_bytes(), vela_debug_db(serialize_model(model), accel)
+    result = compile_for_board(serialize_model(model), load_board(info["board"]))
+    return result.optimized_model, result.debug_db
+
+
+def _install(project: Path, vela: tuple[bytes, bytes]) -> None:
+    """Replace the project's Vela output (and its debug database) with another compilation."""
+    (project / "npu" / "model_vela.tflite").write_bytes(vela[0])
+    (project / "npu" / "model_vela_debug.xml").write_bytes(vela[1])
 
 
 def _vela_ops(project: Path) -> list[str]:
@@ -130,7 +138,7 @@ def test_npu_cpu_npu_is_bit_exact_with_tflm_on_200_random_inputs(mixed, accel):
 @pytest.mark.parametrize("tensor, operator, opcode", [("conv1/w", 0, "CONV_2D"), ("conv2/w", 2, "CONV_2D")])
 def test_a_wrong_npu_layer_is_named_before_and_after_the_cpu_operator(mixed, tmp_path, tensor, operator, opcode):
     project = _copy(mixed, tmp_path / "fw")
-    (project / "npu" / "model_vela.tflite").write_bytes(_vela_with_changed_weight(project, tensor))
+    _install(project, _vela_with_changed_weight(project, tensor))
     (r,) = run_project(project, sim="npu-model")
     assert not r.passed and r.result_line.startswith("EDGEPACK RESULT: FAIL")
     first = r.first_difference
@@ -150,7 +158,7 @@ def test_a_wrong_layer_of_the_digits_model_is_named(root, tmp_path, weights, ope
     project = _copy(built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300"),
                     tmp_path / "fw")
     layer = json.loads((project / "build.json").read_text())["layers"][operator]
-    (project / "npu" / "model_vela.tflite").write_bytes(_vela_with_changed_weight(project, weights))
+    _install(project, _vela_with_changed_weight(project, weights))
     (r,) = run_project(project, sim="npu-model")
     assert not r.passed
     assert (r.first_difference["operator"], r.first_difference["opcode"]) == (operator, opcode)
@@ -202,12 +210,13 @@ def test_a_project_without_the_host_step_source_is_told_to_rebuild(mixed, tmp_pa
     assert "src/host_steps.c is missing" in err[0] and "rebuild the project" in err[0]
 
 
-def _digits_comparison(root, vela: bytes):
+def _digits_comparison(root, vela: tuple[bytes, bytes]):
     project = built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300")
     info = json.loads((project / "build.json").read_text())
     ins, outs = golden_vectors(project, info)
     host = HostSteps(build_library(project), info["layers"], 1, 1)
-    return compare_layers(vela, [np.stack([row[0] for row in ins])], [np.stack([row[0] for row in outs])], host)
+    return compare_layers(vela[0], [np.stack([row[0] for row in ins])], [np.stack([row[0] for row in outs])], host,
+                          read_debug_db(vela[1]))
 
 
 @HOST
@@ -215,7 +224,8 @@ def _digits_comparison(root, vela: bytes):
 def test_per_layer_comparison_blames_nothing_in_a_correct_compilation_and_the_right_layer_in_a_wrong_one(root, accel):
     """Vela stripes and splits differently per MAC configuration; the comparison follows."""
     project = built_project(root, fixture_path("digits_b_cluster16_int8.tflite"), "corstone-300")
-    right = _digits_comparison(root, compile_vela(_folded_bytes(project), accel).read_bytes())
+    right = _digits_comparison(root, (compile_vela(_folded_bytes(project), accel).read_bytes(),
+                                      vela_debug_db(_folded_bytes(project), accel)))
     assert right.reference_matches_golden and right.mismatch is None
     wrong = _digits_comparison(root, _vela_with_changed_weight(project, "digits_cnn/conv2/Conv2D", accel))
     assert (wrong.mismatch.operator, wrong.mismatch.opcode) == (2, "CONV_2D")

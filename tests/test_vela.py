@@ -81,10 +81,11 @@ def test_compiling_is_deterministic_and_keeps_outputs_in_workdir(tmp_path):
     a = compile_for_board(model, board, workdir=tmp_path / "keep")
     b = compile_for_board(model.read_bytes(), board, name=model.stem)
     assert a.optimized_model == b.optimized_model and a.summary == b.summary
+    assert a.debug_db == b.debug_db and a.debug_db.startswith(b"<?xml")  # no temporary paths in it
     kept = sorted(p.name for p in (tmp_path / "keep").iterdir())
     stem = model.stem
-    assert kept == [f"{stem}_per-layer.csv", f"{stem}_summary_Ethos_U55_High_End_Embedded.csv",
-                    f"{stem}_vela.tflite"]
+    assert kept == [f"{stem}_debug.xml", f"{stem}_per-layer.csv",
+                    f"{stem}_summary_Ethos_U55_High_End_Embedded.csv", f"{stem}_vela.tflite"]
     assert (tmp_path / "keep" / f"{stem}_vela.tflite").read_bytes() == a.optimized_model
 
 

@@ -337,6 +337,9 @@ def _add_build(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--cpu-only", action="store_true", dest="cpu_only",
                    help="NPU boards: run every operator on the CPU (the firmware drives no NPU)")
+    p.add_argument("--tflm-semantics", action="store_true", dest="tflm_semantics",
+                   help="run operators the NPU computes differently from TFLM (see README, "
+                        "'Where the NPU differs from TFLM') on the CPU instead")
     p.add_argument("--json", action="store_true", help="print build.json's figures as JSON")
 
 
@@ -344,7 +347,7 @@ def _cmd_build(args) -> int:
     from pathlib import Path
 
     from ..build import build, summary
-    from .text import build_text
+    from .text import build_text, divergence_warnings
 
     board_stem = Path(args.board).stem
     out = args.output or f"{Path(args.model).stem}_{board_stem}"
@@ -355,9 +358,11 @@ def _cmd_build(args) -> int:
                        max_error_db=args.max_error, input_npy=args.input, force=args.force,
                        cpu_only=args.cpu_only, progress=progress, timings=timings,
                        budget=args.budget, calibration_npy=args.calibration,
-                       labels_npy=args.labels)
+                       labels_npy=args.labels, tflm_semantics=args.tflm_semantics)
     finally:
         progress.stop()
+    for line in divergence_warnings(result.npu_semantics):
+        print(line, file=sys.stderr)
     _print_result(args, summary(result, out, timings),
                   lambda console: build_text(result, out, console, timings))
     return 0

@@ -142,6 +142,35 @@ def boards_text(boards: list[BoardSpec], console) -> None:
         console.print(rows)
 
 
+def divergence_warnings(npu_semantics: dict | None) -> list[str]:
+    """One line per NPU operator the device computes differently from TFLM (build.json's
+    `npu_semantics`), with what it was measured to differ by and what --tflm-semantics costs."""
+    if not npu_semantics:
+        return []
+    lines = [f"warning: operator {u['operator']} {u['opcode']} runs on the NPU, which the audit could not "
+             "compare with TFLM for this kind (README: 'Where the NPU differs from TFLM')"
+             for u in npu_semantics.get("not_audited", [])]
+    if not npu_semantics.get("divergent"):
+        return lines
+    cost = npu_semantics.get("cpu_option") or {}
+    on_cpu = npu_semantics.get("tflm_semantics")
+    for d in npu_semantics["divergent"]:
+        where = "kept on the CPU (--tflm-semantics)" if on_cpu else "runs on the NPU"
+        lines.append(f"warning: operator {d['operator']} {d['opcode']} ({d['name']!r}) {where}; the NPU computes "
+                     f"it differently from TFLM ({d['condition']}): on the {d['golden_inputs']} golden inputs "
+                     f"{d['differing']:,} of {d['elements'] * d['golden_inputs']:,} output bytes differ, by up "
+                     f"to {d['max_difference']} steps")
+    dv = npu_semantics.get("device_vs_tflm") or {}
+    if not on_cpu:
+        lines.append(f"warning: golden outputs are the device's: {dv.get('differing', 0):,} bytes differ from "
+                     f"TFLM's, by up to {dv.get('max_difference', 0)} steps (report.html shows both)")
+    if cost:
+        lines.append(f"warning: --tflm-semantics {'keeps' if on_cpu else 'would keep'} them on the CPU: Vela's "
+                     f"estimate {cost['total_cycles_on_npu']:,} -> {cost['total_cycles_on_cpu']:,} cycles "
+                     f"(NPU only), plus the CPU running {cost['cpu_elements']:,} output elements per inference")
+    return lines
+
+
 def build_text(result: BuildResult, out: str, console, timings: dict | None = None) -> None:
     """Label / value rows (values wrap under their own column, so 80 columns stay readable),
     the memory table, and the next command."""
@@ -181,6 +210,8 @@ def build_text(result: BuildResult, out: str, console, timings: dict | None = No
         cpu = ", ".join(f"#{o['index']} {o['opcode']}" for o in v["cpu_operators"]) or "none"
         facts.add_row("operators", f"NPU {len(v['npu_operators'])}; CPU (edgepack runtime): {cpu}")
         facts.add_row("NPU path", r.npu_path_executed)
+        if r.npu_semantics:
+            facts.add_row("golden out", r.npu_semantics["golden_outputs"])
     n_npu = len(r.npu_steps)
     facts.add_row("plan", f"{n_npu} NPU step{'s' if n_npu != 1 else ''} (the firmware drives the NPU) + "
                           f"{len(r.layers) - n_npu} CPU steps" if r.plan_kind == "mixed"

@@ -33,6 +33,10 @@ _ELEMENTWISE = {0: "MUL", 1: "ADD", 2: "SUB", 3: "MIN", 4: "MAX", 5: "LRELU", 6:
 _UNARY = {"LRELU", "ABS", "CLZ"}
 
 
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 def _s16(v: int) -> int:
     return v - 0x10000 if v >= 0x8000 else v
 
@@ -86,6 +90,7 @@ class NpuMachine:
         self.reg: dict[str, Command] = {}
         self.cmd: Command | None = None
         self.trace = None  # optional callback(machine, command, ofm_values) after each NPU operation
+        self.stream = 0  # which `ethos-u` operator of the model this command stream is (for traces)
 
     # ---- registers -------------------------------------------------------------------------
     def p(self, name: str, default: int = 0) -> int:
@@ -139,7 +144,8 @@ class NpuMachine:
         h0 = self.p(f"NPU_SET_{prefix}_HEIGHT0_M1") + 1
         h1 = self.p(f"NPU_SET_{prefix}_HEIGHT1_M1") + 1
         w0 = self.p(f"NPU_SET_{prefix}_WIDTH0_M1") + 1
-        sx, sy, sc = (self.d(f"NPU_SET_{prefix}_STRIDE_{a}") for a in "XYC")
+        # strides are signed: Vela walks a feature map backwards for MIRROR_PAD (rules.SIGNED_STRIDES)
+        sx, sy, sc = (_s32(self.d(f"NPU_SET_{prefix}_STRIDE_{a}")) for a in "XYC")
         y = np.arange(h)[:, None, None]
         x = np.arange(w)[None, :, None]
         ch = np.arange(c)[None, None, :]
@@ -461,12 +467,16 @@ class NpuMachine:
         return table[b, idx]
 
 
-def run_command_stream(payload_bytes: bytes, regions: dict[int, np.ndarray], batch: int, trace=None) -> NpuMachine:
+def run_command_stream(payload_bytes: bytes, regions: dict[int, np.ndarray], batch: int, trace=None,
+                       stream: int = 0) -> NpuMachine:
     """Decode a driver payload and run it on `regions` (modified in place). Returns the machine.
-    `trace(machine, command, ofm)` is called after every NPU operation with its OFM values (B, H, W, C)."""
+    `trace(machine, command, ofm)` is called after every NPU operation with its OFM values (B, H, W, C);
+    `machine.stream` is `stream` (the n-th `ethos-u` operator of the model, as Vela's debug database
+    numbers command streams)."""
     payload = parse_driver_payload(payload_bytes)
     commands = decode_command_stream(payload.command_stream)
     m = NpuMachine(payload, regions, batch)
     m.trace = trace
+    m.stream = stream
     m.run(commands)
     return m

@@ -203,6 +203,13 @@ OFM_SATURATE = rule(
     _BITEXACT,
 )
 
+SIGNED_STRIDES = rule(
+    "SIGNED_STRIDES",
+    "IFM/IFM2/OFM STRIDE_X/Y/C are signed 32-bit byte strides: a negative stride walks the feature map backwards (addresses below the tile base).",
+    "ethosu/vela/tflite_graph_optimiser.py convert_mirror_pad ('Create pools with negative stride to mirror edges', 'use negative height striding'): MIRROR_PAD becomes 1x1 pools writing their OFM with negative stride multipliers (the command stream holds strides >= 2^31).",
+    "bit-exact with TFLM on MIRROR_PAD single-operator models, REFLECT and SYMMETRIC (tests/test_npu_audit.py)",
+)
+
 
 def rules_text() -> str:
     """All rules as Markdown (for the README and reports)."""

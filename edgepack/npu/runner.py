@@ -76,6 +76,7 @@ def run_vela_raw(npz, inputs: Sequence[np.ndarray], trace=None) -> list[np.ndarr
 # TFLite TensorType -> numpy dtype (the types an ethos-u operator's tensors can have)
 _TFL_DTYPES = {9: np.int8, 3: np.uint8, 7: np.int16, 2: np.int32, 0: np.float32, 4: np.int64, 6: np.bool_}
 _OFFLINE_PLAN = "OfflineMemoryAllocation"
+_FAST_MEMORY_REGION = 2  # base pointer of scratch_fast (the driver's FAST_MEMORY_BASE_ADDR_INDEX)
 
 
 def read_tflite(model):
@@ -124,7 +125,8 @@ def run_vela_model(vela_tflite, inputs: Sequence[np.ndarray],
     - Raises `edgepack.errors.ModelError` for anything it cannot execute exactly (unknown command,
       truncated stream, unsupported accelerator such as Ethos-U85, unmodelled feature), naming the
       command-stream offset; it never returns a guessed answer.
-    - `trace(machine, command, ofm)` (optional) is called after each NPU operation.
+    - `trace(machine, command, ofm)` (optional) is called after each NPU operation; `machine.stream`
+      says which `ethos-u` operator (0 = the model's first) and `command.offset` where in its stream.
     """
     m = read_tflite(vela_tflite)
     if not m.subgraphs:
@@ -170,12 +172,14 @@ def run_vela_model(vela_tflite, inputs: Sequence[np.ndarray],
             raise ModelError(f"tensor {i} ({tensors[i].name!r}) is read before any operator wrote it")
         return np.broadcast_to(c.reshape(shape_of(i)), (batch,) + shape_of(i))
 
+    stream = 0
     for op_index, op in enumerate(sg.operators or []):
         code = codes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         custom = code.customCode.decode() if code.customCode else ""
         if builtin == 32 and custom == "ethos-u":
-            _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace)
+            _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace, stream)
+            stream += 1
         else:
             if cpu_op_runner is None:
                 raise ModelError(f"operator {op_index} (builtin code {builtin}{' ' + custom if custom else ''}) "
@@ -194,7 +198,7 @@ def run_vela_model(vela_tflite, inputs: Sequence[np.ndarray],
     return result
 
 
-def _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace):
+def _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace, stream):
     if len(op.inputs) < 4:
         raise ModelError(f"ethos-u operator {op_index} has {len(op.inputs)} inputs, expected command stream, "
                          "read-only, scratch, scratch_fast and IFMs")
@@ -214,7 +218,13 @@ def _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of,
         if t < 0:
             continue
         c = const(t)
-        if t in plan and c is None:
+        if k == _FAST_MEMORY_REGION and c is None:
+            # The Ethos-U driver points base pointer 2 at its own fast memory (ethosu_invoke_async:
+            # base_addr[FAST_MEMORY_BASE_ADDR_INDEX] = drv->fast_memory), never at the arena where
+            # the offline plan puts scratch_fast (at scratch's offset): Dedicated_Sram command
+            # streams (Ethos-U65) stage weights there while feature maps live in scratch.
+            regions[k] = np.zeros((batch, nbytes(t)), dtype=np.uint8)
+        elif t in plan and c is None:
             regions[k] = arena[:, plan[t]:]
         elif c is not None:
             regions[k] = np.frombuffer(c.tobytes(), dtype=np.uint8)[None, :]
@@ -229,7 +239,7 @@ def _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of,
             arena[:, plan[t]:plan[t] + b.shape[1]] = b
         else:
             own[t][:] = b
-    run_command_stream(cms.tobytes(), regions, batch, trace)
+    run_command_stream(cms.tobytes(), regions, batch, trace, stream)
     for t in op.outputs:
         raw = arena[:, plan[t]:plan[t] + nbytes(t)] if t in plan else own[t]
         dt = np.dtype(_TFL_DTYPES.get(tensors[t].type, np.uint8)).newbyteorder("<")
