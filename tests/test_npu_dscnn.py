@@ -22,6 +22,7 @@ from edgepack.npu.runner import read_tflite
 from edgepack.sim import run_project
 
 from .dscnn_model import ds_cnn
+from .firmware_support import needs
 from .npu_support import U55_CONFIGS, compile_vela, tflm_batch
 
 
@@ -71,3 +72,20 @@ def test_ds_cnn_project_for_corstone_300_u65_passes_in_the_functional_model(mode
     (r,) = run_project(tmp_path / "fw", sim="npu-model")
     assert r.passed, r.failure
     assert r.result_line.endswith(", 0 mismatched bytes")
+
+
+@needs("arm-none-eabi-gcc", "qemu-system-arm", "cmake", "ninja")
+def test_ds_cnn_firmware_for_corstone_300_u65_gives_the_npu_its_own_fast_memory(model, tmp_path):
+    """The firmware's plan points base pointer 2 (scratch_fast) at a buffer of its own, not at
+    scratch's offset: co-simulated under QEMU the device's outputs match byte for byte."""
+    src = tmp_path / "ds_cnn.tflite"
+    src.write_bytes(model)
+    build(str(src), "corstone-300-u65", tmp_path / "fw")
+    info = json.loads((tmp_path / "fw" / "build.json").read_text())
+    (step,) = info["npu_steps"]
+    fast = next(r for r in step["regions"] if r["index"] == 2)
+    scratch = next(r for r in step["regions"] if r["index"] == 1)
+    assert fast["arena_offset"] >= scratch["arena_offset"] + scratch["bytes"] or \
+        fast["arena_offset"] + fast["bytes"] <= scratch["arena_offset"]
+    (r,) = run_project(tmp_path / "fw", sim="auto")
+    assert r.passed, r.failure

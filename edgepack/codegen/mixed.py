@@ -129,6 +129,16 @@ def lower_mixed(folded: Model, vela_bytes: bytes, palettes: dict, model_path: st
                 extra_cursor += _align(max(folded.tensors[ft].nbytes, 1))
         return offsets[ft]
 
+    # A distinct scratch_fast tensor (Dedicated_Sram: Ethos-U65) is the driver's fast memory, not
+    # the arena offset the offline plan gives it (scratch's): the stream stages weights there while
+    # feature maps live in scratch. One buffer of the largest size serves every NPU step. On
+    # Shared_Sram the operator names scratch twice and the two alias, as Vela intends.
+    fast_bytes = max([nbytes(op.inputs[3]) for op in sg.operators
+                      if (vm.operatorCodes[op.opcodeIndex].customCode or b"").decode() == ETHOS_U
+                      and len(op.inputs) > 3 and op.inputs[3] >= 0 and op.inputs[3] != op.inputs[2]
+                      and const(op.inputs[3]) is None] + [0])
+    fast_offset = extra_cursor
+    extra_cursor += _align(fast_bytes)
     for t in sg.inputs:
         place(t)
     blob = DataBlob("model")
@@ -138,7 +148,8 @@ def lower_mixed(folded: Model, vela_bytes: bytes, palettes: dict, model_path: st
         code = vm.operatorCodes[op.opcodeIndex]
         if (code.customCode or b"").decode() == ETHOS_U:
             order.append(_npu_step(folded, op, vop_index, npu_count, blob, const, nbytes, name, place,
-                                   folded_tensor, producer, plan, cycles_by_op or {}, model_path))
+                                   folded_tensor, producer, plan, cycles_by_op or {}, model_path,
+                                   fast_offset))
             npu_count += 1
             continue
         # Vela keeps a CPU operator's tensor names: the folded operator writing the same tensor
@@ -181,7 +192,7 @@ def _covered_operators(folded: Model, op, folded_tensor, producer) -> list[int]:
 
 
 def _npu_step(folded, op, vop_index, k, blob, const, nbytes, name, place, folded_tensor, producer,
-              plan, cycles_by_op, model_path) -> NpuStep:
+              plan, cycles_by_op, model_path, fast_offset: int) -> NpuStep:
     where = f"ethos-u operator {vop_index} of Vela's optimized model"
     if len(op.inputs) < 4:
         raise BuildError(f"{where}: {len(op.inputs)} inputs, expected command stream, weights, scratch, "
@@ -208,6 +219,8 @@ def _npu_step(folded, op, vop_index, k, blob, const, nbytes, name, place, folded
                 blob.add(f"ep_npu{k:02d}_region{r}", data, "uint8_t", "NPU weights" if r == 0 else "NPU constants")
             weights_symbol = weights_symbol or sym
             regions.append(NpuRegion(r, label, symbol=sym, bytes=len(data)))
+        elif r == 2 and t != op.inputs[2]:  # a distinct scratch_fast: the fast memory buffer
+            regions.append(NpuRegion(r, label, arena_offset=fast_offset, bytes=nbytes(t)))
         elif t in plan:
             regions.append(NpuRegion(r, label, arena_offset=plan[t], bytes=nbytes(t)))
             if r >= 3:
