@@ -533,10 +533,12 @@ def npu_board_golden_outputs(vela_model: bytes, inputs: list[list[np.ndarray]],
     from .npu.golden import functional_model_outputs
 
     npu = functional_model_outputs(vela_model, inputs)
-    differ = sum(int(np.count_nonzero(np.asarray(a).astype(np.int8).reshape(-1) != np.asarray(b).reshape(-1)))
-                 for row_a, row_b in zip(npu, tflm) for a, b in zip(row_a, row_b))
-    return [[np.asarray(a).astype(np.int8).reshape(np.asarray(b).shape) for a, b in zip(row_a, row_b)]
-            for row_a, row_b in zip(npu, tflm)], differ
+    # each output keeps TFLM's type: int8, int32 (ARG_MAX) or float32 (after DEQUANTIZE)
+    outs = [[np.asarray(a).astype(np.asarray(b).dtype).reshape(np.asarray(b).shape)
+             for a, b in zip(row_a, row_b)] for row_a, row_b in zip(npu, tflm)]
+    differ = sum(int(np.count_nonzero(a.view(np.uint8) != np.asarray(b).view(np.uint8)))
+                 for row_a, row_b in zip(outs, tflm) for a, b in zip(row_a, row_b))
+    return outs, differ
 
 
 def npu_step_info(step) -> dict:

@@ -349,14 +349,15 @@ def run_npu_model(project: Path, info: dict, board: BoardSpec, timeout: float) -
     bad, first = 0, None
     for g, row in enumerate(outs):
         for k, want in enumerate(row):
-            have = np.asarray(got[k][g]).astype(np.int8).reshape(-1)
-            diff = np.flatnonzero(have != want.reshape(-1))
+            have = np.asarray(got[k][g]).astype(want.dtype).reshape(-1)  # int8, int32 or float32
+            diff = np.flatnonzero(have.view(np.uint8) != want.reshape(-1).view(np.uint8)) // want.itemsize
+            diff = np.unique(diff)
             bad += diff.size
             if diff.size and first is None:
                 i = int(diff[0])
-                first = f"first at input {g} output {k} index {i}: expected {int(want.reshape(-1)[i])} got {int(have[i])}"
+                first = f"first at input {g} output {k} index {i}: expected {want.reshape(-1)[i]} got {have[i]}"
     n = len(outs)
-    passed = sum(1 for g in range(n) if all(np.array_equal(np.asarray(got[k][g]).astype(np.int8).reshape(-1),
+    passed = sum(1 for g in range(n) if all(np.array_equal(np.asarray(got[k][g]).astype(outs[g][k].dtype).reshape(-1),
                                                              outs[g][k].reshape(-1)) for k in range(len(outs[g]))))
     if bad == 0:
         r.result_line = f"EDGEPACK RESULT: PASS {n}/{n} inputs, 0 mismatched bytes"

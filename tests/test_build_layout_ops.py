@@ -308,6 +308,18 @@ def test_npu_board_runs_every_operator_vela_leaves_on_the_cpu(models, tmp_path, 
             "REVERSE_V2", "DEQUANTIZE"} <= set(cpu), cpu
 
 
+@ARM
+@pytest.mark.parametrize("name", ["float_transpose", "channel_shuffle"])
+def test_npu_board_firmware_runs_the_layout_models_co_simulated(models, name, tmp_path, capsys):
+    """Float I/O around NPU and CPU steps (float golden vectors, never cast to int8), and the
+    channel-shuffle model's NPU part: the firmware drives the co-simulated NPU, byte for byte."""
+    from edgepack.sim import run_project
+
+    build_cli(models[name], tmp_path / "fw", capsys, "--board", "corstone-300")
+    (r,) = run_project(tmp_path / "fw", sim="auto")
+    assert r.passed, r.failure or r.result_line
+
+
 def test_readme_operator_table_is_the_registry():
     """README's table of TFLM's int8 operators lists exactly the registry's operators as supported."""
     from pathlib import Path
