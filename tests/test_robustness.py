@@ -17,7 +17,7 @@ from ai_edge_litert import schema_py_generated as tfl
 from edgepack.build import tflm_outputs
 from edgepack.cli import main
 from edgepack.errors import StageError
-from edgepack.fold.agreement import tflm_first_outputs
+from edgepack.fold.agreement import tflm_first_outputs_in_process
 from edgepack.isolate import run_isolated
 from edgepack.sim import run_project
 from tests import robust_models
@@ -160,7 +160,7 @@ def test_a_tflm_crash_is_one_line_naming_the_stage():
 def test_a_tflm_refusal_is_one_line_with_its_reason():
     big = robust_models.add_only((1, 512, 512, 3))  # more than TFLM's default arena
     with pytest.raises(StageError) as err:
-        run_isolated(tflm_first_outputs, big, [np.zeros((1, 512, 512, 3), np.int8)] * 2,
+        run_isolated(tflm_first_outputs_in_process, big, [np.zeros((1, 512, 512, 3), np.int8)] * 2,
                      stage="agreement", model="m.tflite")
     text = str(err.value)
     assert "\n" not in text and text.startswith("m.tflite: agreement: the TFLM interpreter "
