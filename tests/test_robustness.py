@@ -171,16 +171,16 @@ def test_a_tflm_refusal_is_one_line_with_its_reason():
 def test_every_unsupported_operator_is_named_at_once_custom_ones_by_their_code(tmp_path, capsys):
     data = graph_model({"x": T([1, 4], s=0.1), "y": T([1, 4], s=0.1), "z": T([1, 4], s=0.1),
                         "w": T([1, 4], s=0.1)},
-                       [Op(tfl.BuiltinOperator.SQUARED_DIFFERENCE, ["x", "x"], ["y"]),
+                       [Op(tfl.BuiltinOperator.ATAN2, ["x", "x"], ["y"]),
                         Op(tfl.BuiltinOperator.CUSTOM, ["y"], ["z"]),
-                        Op(tfl.BuiltinOperator.SQUARED_DIFFERENCE, ["z", "z"], ["w"])],
+                        Op(tfl.BuiltinOperator.ATAN2, ["z", "z"], ["w"])],
                        ["x"], ["w"])
     model = tfl.ModelT.InitFromPackedBuf(data, 0)
     for code in model.operatorCodes:
         if code.builtinCode == tfl.BuiltinOperator.CUSTOM:
             code.customCode = b"MyPostProcess"
     line = refused(capsys, tmp_path, "build", pack(model), "3 operators the runtime cannot run",
-                   "operators 0 (SQUARED_DIFFERENCE), 2 (SQUARED_DIFFERENCE)",
+                   "operators 0 (ATAN2), 2 (ATAN2)",
                    "operator 1 (MyPostProcess): custom operator 'MyPostProcess'")
     assert "CUSTOM" not in line
 
