@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, codegen
-from .ops import unsupported_reason
+from .ops import describe_unsupported, unsupported_operators
 from .plan import DataBlob, PaletteWeights, PlanStep
 from .boards import BOARDS_DIR, BoardSpec, load_board
 from .errors import BuildError, UsageError
 from .project import NPU_DEBUG_DB
-from .tflite import Model, check_int8, read_model, serialize_model
+from .isolate import load_tflm, run_isolated
+from .tflite import Model, check_int8, serialize_model
+from .validate import load_model
 
 GOLDEN_COUNT = 4  # random golden inputs when the user gives none
 STACK_SIZE = 0x4000
@@ -236,13 +238,13 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     _check_destination(out, force)
     board = load_board(board_name)
     t0 = time.perf_counter()
-    model = read_model(model_path)
+    model = load_model(model_path, board)
     check_int8(model)
-    # The CPU plan runs the whole model (QEMU has no NPU): refuse what the runtime lacks now.
-    for op in model.operators:
-        reason = unsupported_reason(model, op)
-        if reason is not None:
-            raise BuildError(f"operator {op.index} ({op.name}): {reason}", model.path)
+    # The CPU plan runs the whole model (QEMU has no NPU): refuse what the runtime lacks now,
+    # every operator at once (one line).
+    refused = unsupported_operators(model)
+    if refused:
+        raise BuildError(describe_unsupported(refused), model.path)
 
     calibration = fold_stage.load_calibration(calibration_npy) if calibration_npy else None
     labels = (fold_stage.load_labels(labels_npy, calibration, model, calibration_npy)
@@ -304,7 +306,9 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     say("computing golden outputs with TFLM")
     t2 = time.perf_counter()
     g_in, g_source = golden_inputs(model, input_npy)
-    g_out = tflm_outputs(folded_bytes, g_in, len(folded.outputs))
+    load_tflm()
+    g_out = run_isolated(tflm_outputs, folded_bytes, g_in, len(folded.outputs),
+                         stage="computing golden outputs", model=model.path)
     tflm_out = g_out
     if mixed is not None:
         g_out, differ = npu_board_golden_outputs(vela_optimized, g_in, g_out)

@@ -25,3 +25,7 @@ class ModelError(EdgepackError):
 
 class BuildError(EdgepackError):
     """A stage of the build failed: does not fit, toolchain missing, Vela refused (exit 1)."""
+
+
+class StageError(EdgepackError):
+    """A stage's tool crashed, hung or refused the model, in an isolated process (exit 1)."""

@@ -12,6 +12,7 @@ Everything is computed from a build's own figures; rendering reads only the repo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -495,7 +496,9 @@ def _tradeoff_points(points: list[dict], width: float, height: float) -> list[di
     return out
 
 
-def render_html(report: Report) -> str:
+@functools.lru_cache(maxsize=None)
+def _html_env():
+    """One environment per process: it keeps the compiled template between builds."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -503,6 +506,11 @@ def render_html(report: Report) -> str:
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["bytes"] = human_bytes
     env.filters["num"] = lambda n: "–" if n is None else f"{int(n):,}"
+    return env
+
+
+def render_html(report: Report) -> str:
+    env = _html_env()
     wb = report.weights
     weight_bars = _bar_rows([
         ("int8 dense", wb.dense_int8, "base"),

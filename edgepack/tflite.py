@@ -9,6 +9,7 @@ of dataclasses: `Model`, `Tensor`, `Operator`, `Quantization`.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import struct
@@ -249,6 +250,23 @@ def _buffer_bytes(buf_t, index: int, file_bytes: bytes, path: str) -> bytes | No
     return data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
 
 
+def _user_of(fb, sg, tensor: int) -> str:
+    """'operator k (NAME): ' for the first operator using `tensor`, to lead a tensor's error
+    with (an LSTM's odd constant is the LSTM's problem), or ''."""
+    codes = fb.operatorCodes or []
+    for k, o in enumerate(sg.operators or []):
+        used = list(o.inputs if o.inputs is not None else []) + \
+            list(o.outputs if o.outputs is not None else [])
+        if tensor in used and 0 <= o.opcodeIndex < len(codes):
+            code = codes[o.opcodeIndex]
+            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            name = OPCODE_NAMES.get(builtin, f"BUILTIN_{builtin}")
+            if name == "CUSTOM" and code.customCode:
+                name = _decode(code.customCode)
+            return f"operator {k} ({name}): "
+    return ""
+
+
 def parse_model(buf: bytes, path: str = "<model>") -> Model:
     """Parse TFLite flatbuffer bytes into a `Model`; raises `ModelError` on anything malformed."""
     fb = _load_flatbuffer(buf, path)
@@ -259,30 +277,40 @@ def parse_model(buf: bytes, path: str = "<model>") -> Model:
     tensors: list[Tensor] = []
     for i, t in enumerate(sg.tensors or []):
         name = _decode(t.name)
+
+        def bad(problem: str, i=i, name=name) -> ModelError:
+            return ModelError(f"{_user_of(fb, sg, i)}tensor {i} '{name}'{problem}", path)
+
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
         if len(shape) > MAX_RANK or any(d < 0 for d in shape):
-            raise ModelError(f"tensor {i} '{name}' has an invalid shape {list(shape)}", path)
+            raise bad(f" has an invalid shape {list(shape)}")
         dtype = DTYPE_NAMES.get(t.type)
         if dtype is None:
-            raise ModelError(f"tensor {i} '{name}' has an unknown type code {t.type}", path)
+            raise bad(f" has an unknown type code {t.type}")
         if not 0 <= t.buffer < max(len(buffers), 1):
-            raise ModelError(f"tensor {i} '{name}' refers to buffer {t.buffer}, "
-                             f"the model has {len(buffers)}", path)
+            raise bad(f" refers to buffer {t.buffer}, the model has {len(buffers)}")
         raw = _buffer_bytes(buffers[t.buffer], t.buffer, buf, path) if buffers else None
         data = None
         if raw is not None and dtype in NUMPY_DTYPES:
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            count = math.prod(shape)  # Python integers: no wrap-around on corrupt dimensions
             itemsize = np.dtype(NUMPY_DTYPES[dtype]).itemsize
             if count * itemsize != len(raw):
-                raise ModelError(
-                    f"tensor {i} '{name}' of shape {list(shape)} ({dtype}) needs "
-                    f"{count * itemsize} bytes but its buffer {t.buffer} holds {len(raw)}", path)
+                raise bad(f" of shape {list(shape)} ({dtype}) needs {count * itemsize} bytes but "
+                          f"its buffer {t.buffer} holds {len(raw)}")
             data = np.frombuffer(raw, dtype=NUMPY_DTYPES[dtype]).reshape(shape).copy()
-        quant = _quantization(t.quantization, name, path)
+        q_t = t.quantization
+        if q_t is not None and q_t.scale is not None and q_t.zeroPoint is not None \
+                and len(q_t.zeroPoint) not in (0, 1, len(q_t.scale)):
+            raise bad(f": {len(q_t.scale)} scales but {len(q_t.zeroPoint)} zero points")
+        quant = _quantization(q_t, name, path)
         if quant is not None and quant.per_channel:
+            if len(shape) == 1 and shape[0] == quant.scale.size:
+                # a 1-D tensor has one axis whatever quantized_dimension says: TFLM reads the
+                # scales in order (the person-detection model's biases carry dimension 3)
+                quant.axis = 0
             if not 0 <= quant.axis < max(len(shape), 1) or (shape and shape[quant.axis] != quant.scale.size):
-                raise ModelError(f"tensor {i} '{name}': {quant.scale.size} scales do not match "
-                                 f"axis {quant.axis} of shape {list(shape)}", path)
+                raise bad(f": {quant.scale.size} scales do not match axis {quant.axis} of shape "
+                          f"{list(shape)}")
         tensors.append(Tensor(i, name, shape, dtype, int(t.buffer), data, quant, bool(t.isVariable)))
 
     codes = fb.operatorCodes or []
@@ -362,12 +390,12 @@ def check_int8(model: Model) -> None:
         if idx in float_io:
             continue
         if t.dtype in ("float32", "float16", "float64"):
-            raise ModelError(f"{t.dtype} model (tensor '{t.name}'); edgepack needs a fully "
+            raise ModelError(f"{t.dtype} model ({_io_label(model, idx)}); edgepack needs a fully "
                              "int8-quantized model (TFLiteConverter with "
                              "inference_input_type=tf.int8)", model.path)
         if t.dtype == "int16":
-            raise ModelError(f"int16-activation model (tensor '{t.name}'); edgepack supports "
-                             "int8 activations only", model.path)
+            raise ModelError(f"int16-activation model ({_io_label(model, idx)}); edgepack "
+                             "supports int8 activations only", model.path)
     for op in model.operators:
         for idx in op.inputs + op.outputs:
             if idx < 0:
@@ -376,12 +404,28 @@ def check_int8(model: Model) -> None:
             if t.is_constant or idx in float_io:
                 continue
             if t.dtype in ("float32", "float16", "float64"):
-                raise ModelError(f"float activations at operator {op.index} ({op.name}, tensor "
-                                 f"'{t.name}'); edgepack needs a fully int8-quantized model",
-                                 model.path)
+                raise ModelError(f"float activations at operator {op.index} ({op.name}, "
+                                 f"{_tensor_label(t)}); edgepack needs a fully int8-quantized "
+                                 "model", model.path)
             if t.dtype == "int16":
-                raise ModelError(f"int16 activations at operator {op.index} ({op.name}, tensor "
-                                 f"'{t.name}'); edgepack supports int8 activations only", model.path)
+                raise ModelError(f"int16 activations at operator {op.index} ({op.name}, "
+                                 f"{_tensor_label(t)}); edgepack supports int8 activations only",
+                                 model.path)
+
+
+def _tensor_label(t: Tensor) -> str:
+    return f"tensor {t.index} '{t.name}'" if t.name else f"tensor {t.index}"
+
+
+def _io_label(model: Model, idx: int) -> str:
+    """A graph input or output for people: its name (or index) and the operator using it."""
+    t = model.tensors[idx]
+    role = "input" if idx in model.inputs else "output"
+    user = next((op for op in model.operators if idx in (op.inputs if role == "input"
+                                                        else op.outputs)), None)
+    by = f", {'read' if role == 'input' else 'written'} by operator {user.index} ({user.name})" \
+        if user is not None else ""
+    return f"{role} {_tensor_label(t)}{by}"
 
 
 # --- writing -------------------------------------------------------------------------------

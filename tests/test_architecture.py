@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgepack"
 # The house's layers, lowest first: a module may import its own layer or a lower one.
 LAYERS = [
     {"errors", "resources", "__init__"},
-    {"tflite", "quant", "packing", "boards", "tools", "plan", "codebook"},
+    {"tflite", "quant", "packing", "boards", "tools", "plan", "codebook", "validate",
+     "isolate"},
     {"project", "ops", "inspect"},
     {"fold"},
     {"vela"},

@@ -34,7 +34,7 @@ exit codes: 0 success, 1 bad model or failed build/run, 2 usage error.
 """
 EXIT_CODES = {
     "inspect": "0 printed; 1 not an int8 TFLite model; 2 usage (a missing file, a directory)",
-    "fold": "0 OUT written; 1 no int8 weight tensors; 2 usage (K outside 1..256, --clusters "
+    "fold": "0 OUT written; 1 a bad model or no int8 weights; 2 usage (K outside 1..256, --clusters "
             "with --max-error, a calibration file that does not match the input, a missing "
             "output directory). Nothing is written on an error.",
     "boards": "0 listed; 2 usage: an unknown board (the known ones are named) or a malformed board "
@@ -134,10 +134,11 @@ def _add_inspect(sub) -> None:
 
 def _cmd_inspect(args) -> int:
     from ..inspect import inspect_model
-    from ..tflite import check_int8, read_model
+    from ..tflite import check_int8
+    from ..validate import load_model
     from .text import inspect_text
 
-    model = read_model(args.model)
+    model = load_model(args.model)
     check_int8(model)
     info = inspect_model(model)
     _print_result(args, info, lambda console: inspect_text(info, console))
@@ -183,7 +184,8 @@ def _cmd_fold(args) -> int:
 
     from ..errors import UsageError
     from ..fold import fold_model, load_calibration
-    from ..tflite import check_int8, read_model, write_model
+    from ..tflite import check_int8, write_model
+    from ..validate import load_model
     from .text import fold_text
 
     out = Path(args.output)
@@ -191,7 +193,7 @@ def _cmd_fold(args) -> int:
         raise UsageError("is a directory, expected an output .tflite path", args.output)
     if not out.parent.is_dir():
         raise UsageError("output directory does not exist", args.output)
-    model = read_model(args.model)
+    model = load_model(args.model)
     check_int8(model)
     from ..boards import load_board
     from ..fold import load_labels

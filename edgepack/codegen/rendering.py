@@ -6,6 +6,8 @@ a fixed order, so two builds of the same inputs are byte-identical."""
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +28,10 @@ def file_header(model: Model, comment: str = "//") -> str:
     return "\n".join(f"{comment} {line}" for line in lines)
 
 
+@functools.lru_cache(maxsize=None)
 def _jinja_env():
+    """One environment per process: it keeps the compiled templates (compiling them is most of
+    a small model's build time); a template changed on disk is recompiled."""
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),

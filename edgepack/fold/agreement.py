@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..isolate import Isolated, load_tflm, run_isolated
 from ..tflite import Model, serialize_model
 from .results import Agreement
 
 PARALLEL_AGREEMENT_BYTES = 256 * 1024  # models this large run both TFLM passes at once
 RANDOM_CALIBRATION_SAMPLES = 32
 RANDOM_CALIBRATION_SEED = 0
+AGREEMENT_STAGE = "checking the folded model against the model as given"
 
 
 def load_calibration(path: str | Path) -> np.ndarray:
@@ -62,7 +64,15 @@ def calibration_inputs(model: Model, data: np.ndarray, source: str = "calibratio
 
 def tflm_first_outputs(model: bytes, batches: list[np.ndarray]) -> np.ndarray:
     """[N, outputs] int64 (float64 for a float output): the first output of `model` through TFLM
-    for each input row."""
+    for each input row, in a forked child: a crash, a hang or TFLM's refusal is a one-line
+    `StageError` (fold_model names the model in it)."""
+    load_tflm()
+    return run_isolated(tflm_first_outputs_in_process, model, batches, stage=AGREEMENT_STAGE,
+                        model=None)
+
+
+def tflm_first_outputs_in_process(model: bytes, batches: list[np.ndarray]) -> np.ndarray:
+    """`tflm_first_outputs` in this process (what the forked child runs)."""
     from tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(model)
@@ -140,18 +150,25 @@ def measure_agreement(original: Model, folded: Model,
     inputs and compare the first output."""
     batches, source = agreement_inputs(original, calibration)
     models = [serialize_model(m) for m in (original, folded)]
+    # TFLM runs in forked children: a model it crashes on is one line, not edgepack's death
+    stage = AGREEMENT_STAGE
+    load_tflm()
     if len(models[0]) >= PARALLEL_AGREEMENT_BYTES and (os.cpu_count() or 1) > 1:
-        # TFLM holds the GIL: the model as given runs in a forked process meanwhile
-        import concurrent.futures
-        import multiprocessing
-
-        with concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("fork")) as pool:
-            given = pool.submit(tflm_first_outputs, models[0], batches)
-            outs = [None, tflm_first_outputs(models[1], batches)]
-            outs[0] = given.result()
+        # TFLM holds the GIL: the two passes run in two children at once
+        given = Isolated(tflm_first_outputs_in_process, models[0], batches, stage=stage,
+                         model=original.path)
+        try:
+            folded_out = run_isolated(tflm_first_outputs_in_process, models[1], batches, stage=stage,
+                                      model=original.path)
+        except BaseException:
+            given.cancel()
+            raise
+        outs = [given.result(), folded_out]
     else:
-        outs = [tflm_first_outputs(m, batches) for m in models]
+        outs = run_isolated(tflm_passes, models, batches, stage=stage, model=original.path)
     return compare_outputs(outs[0], outs[1], source)
 
 
+def tflm_passes(models: list[bytes], batches: list[np.ndarray]) -> list[np.ndarray]:
+    """`tflm_first_outputs` of each model, one after the other."""
+    return [tflm_first_outputs_in_process(m, batches) for m in models]

@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from ..errors import ModelError, UsageError
-from ..tflite import Model, Quantization, serialize_model
+from ..errors import ModelError, StageError, UsageError
+from ..tflite import WEIGHT_OPERATORS, Model, Quantization, serialize_model
 from ..boards import BoardSpec, load_board
 from .agreement import RANDOM_CALIBRATION_SAMPLES, agreement_inputs, calibration_inputs, compare_outputs, tflm_first_outputs
 from .kmeans import MAX_CLUSTERS
@@ -66,9 +66,16 @@ def _rederive_bias(model: Model, op, old_w: np.ndarray, new_w: np.ndarray, done:
         raise ModelError(f"operator {op.index} ({op.name}): bias '{bias.name}' is "
                          f"{'not constant' if bias.data is None else bias.dtype}; folding "
                          "needs a constant int32 bias and a quantized input", model.path)
+    n = bias.data.size
+    w = model.tensors[op.inputs[1]]
+    axis = WEIGHT_OPERATORS[op.opcode]
+    channels = w.shape[axis] if len(w.shape) > axis else new_w.size
+    if n != channels or bias.data.ndim != 1:
+        raise ModelError(f"operator {op.index} ({op.name}): bias '{bias.name}' of shape "
+                         f"{list(bias.shape)} does not hold one value per output channel "
+                         f"({channels})", model.path)
     done.add(bias.index)
     in_scale = float(x.quantization.scale[0])
-    n = bias.data.size
     old = np.broadcast_to(old_w.astype(np.float64), (n,))
     if bias.quantization is not None and bias.quantization.scale.size in (1, n):
         old_bias_scale = np.broadcast_to(bias.quantization.scale.astype(np.float64), (n,))
@@ -376,7 +383,7 @@ def run_budget(checker: Checker, folders: dict[int, TensorFolder], budget: float
     return best_state, best_a, gate, points
 
 
-def fold_model(model: Model, clusters: int | str = "auto", max_error_db: float | None = None,
+def _fold_model(model: Model, clusters: int | str = "auto", max_error_db: float | None = None,
                calibration: np.ndarray | None = None, progress: Progress | None = None,
                check_agreement: bool = True, workers: int | None = None,
                board: BoardSpec | str | None = None, budget=None,
@@ -410,6 +417,9 @@ def fold_model(model: Model, clusters: int | str = "auto", max_error_db: float |
         # no board: price as edgepack's CPU runtime stores weights (every board runs it)
         board = load_board(board or "host")
     enc = board.weight_encoding
+    if not model.weight_tensors():  # one ADD, a pooling head: nothing to fold, nothing changes
+        return FoldResult(copy.deepcopy(model), [], None, clusters, max_error_db,
+                          target=board.name, budget=budget)
     pairs = [(op, t) for op, t in model.weight_tensors() if t.dtype == "int8"]
     if not pairs:
         raise ModelError("no int8 weight tensors to fold (CONV_2D, DEPTHWISE_CONV_2D, "
@@ -548,3 +558,14 @@ def _fold_in_pool(model: Model, jobs: list, clusters, max_error_db, enc, workers
         _POOL_JOBS, _POOL_MODEL = [], []
     pool.shutdown()
     return folds, folders, given_out
+
+
+def fold_model(*args, **kwargs) -> FoldResult:
+    """See `_fold_model` (the whole of it); a TFLM crash or refusal in it names the model."""
+    try:
+        return _fold_model(*args, **kwargs)
+    except StageError as err:
+        if err.path is None:
+            model = args[0] if args else kwargs["model"]
+            raise StageError(str(err), model.path) from None
+        raise

@@ -10,7 +10,8 @@ May import: errors, tflite, quant, packing, plan, resources. Never a pipeline st
 """
 
 from . import activation, elementwise, layout, pool, shape, weighted  # noqa: F401  (they register)
-from .base import OPERATORS, REFUSED, Lowering, OperatorSpec, supported_operators, unsupported_reason
+from .base import (OPERATORS, REFUSED, Lowering, OperatorSpec, describe_unsupported,
+                   supported_operators, unsupported_operators, unsupported_reason)
 
-__all__ = ["OPERATORS", "REFUSED", "Lowering", "OperatorSpec", "supported_operators",
-           "unsupported_reason"]
+__all__ = ["OPERATORS", "REFUSED", "Lowering", "OperatorSpec", "describe_unsupported",
+           "supported_operators", "unsupported_operators", "unsupported_reason"]

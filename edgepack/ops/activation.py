@@ -120,7 +120,17 @@ def lower_quantize(lw: Lowering, op: Operator) -> PlanStep:
         "multiplier": m, "shift": s})
 
 
-register("SOFTMAX", lower_softmax, _check_fixed_output(1 / 256, -128))
+def _check_softmax(model: Model, op: Operator) -> str | None:
+    # TFLM's Prepare (QuantizeMultiplierGreaterThanOne) aborts unless beta x input scale x 2^26
+    # is above 1: a beta of 0 or below kills the interpreter
+    beta = float(op.options.get("beta", 1.0))
+    if not quant.f32(beta) * quant.f32(scale_of(model.tensors[op.inputs[0]])) * float(1 << 26) > 1:
+        return (f"beta {beta:g} with input scale {scale_of(model.tensors[op.inputs[0]]):g} "
+                "(TFLM needs beta x input scale x 2^26 above 1)")
+    return _check_fixed_output(1 / 256, -128)(model, op)
+
+
+register("SOFTMAX", lower_softmax, _check_softmax)
 register("LOGISTIC", lower_logistic, _check_fixed_output(1 / 256, -128))
 register("TANH", lower_tanh, _check_fixed_output(1 / 128, 0))
 register("HARD_SWISH", lower_hard_swish, _check_hard_swish)

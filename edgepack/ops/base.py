@@ -55,6 +55,8 @@ class OperatorSpec:
     several_outputs: bool = False  # SPLIT, SPLIT_V, UNPACK: the kernel writes every output
     max_rank: int = 4  # highest tensor rank the kernel (and TFLM's) takes
     other_dtypes: frozenset = frozenset()  # activation dtypes besides int8 the op's check vets
+    constant_operands: bool = False  # a data input may be constant (the lowering puts it in
+    # the model data with Lowering.constant_operands); otherwise it must be an activation
 
 
 OPERATORS: dict[str, OperatorSpec] = {}
@@ -65,10 +67,12 @@ REFUSED = {"RELU_N1_TO_1": ("TFLM, which computes the golden outputs the build c
 
 
 def register(opcode: str, lower, check: Check | None = None, data_inputs: int | None = 1, *,
-             several_outputs: bool = False, max_rank: int = 4, other_dtypes: frozenset = frozenset()) -> None:
+             several_outputs: bool = False, max_rank: int = 4, other_dtypes: frozenset = frozenset(),
+             constant_operands: bool = False) -> None:
     if opcode in OPERATORS:
         raise ValueError(f"operator {opcode} registered twice")
-    OPERATORS[opcode] = OperatorSpec(opcode, lower, check, data_inputs, several_outputs, max_rank, other_dtypes)
+    OPERATORS[opcode] = OperatorSpec(opcode, lower, check, data_inputs, several_outputs, max_rank,
+                                     other_dtypes, constant_operands)
 
 
 def supported_operators() -> list[str]:
@@ -83,6 +87,8 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
         return REFUSED[op.opcode]
     spec = OPERATORS.get(op.opcode)
     if spec is None:
+        if op.opcode == "CUSTOM":
+            return f"custom operator '{op.custom_code or ''}': edgepack's runtime has no kernel for it"
         return f"edgepack's runtime has no {op.opcode} kernel"
     if len(op.outputs) != 1 and not spec.several_outputs:
         return f"{len(op.outputs)} outputs (the runtime's kernels write one)"
@@ -96,10 +102,16 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
             return f"tensor '{t.name}' has rank {len(t.shape)}, {op.opcode} runs up to {spec.max_rank}"
     # The tensors the kernel computes on; weights, axes and paddings are the op checks' part.
     n_data = len(op.inputs) if spec.data_inputs is None else spec.data_inputs
+    if len(op.inputs) < n_data or any(i < 0 for i in op.inputs[:n_data]):
+        return f"{n_data} input tensors needed, the operator names {op.inputs}"
     for idx in op.inputs[:n_data] + op.outputs:
         t = model.tensors[idx]
-        if t.is_constant or t.dtype in spec.other_dtypes:
+        if t.dtype in spec.other_dtypes and not t.is_constant:
             continue
+        if t.is_constant and spec.constant_operands:
+            continue
+        if t.is_constant:
+            return f"input tensor '{t.name}' is a constant; the runtime's {op.opcode} reads activations"
         if t.dtype != "int8":
             return f"tensor '{t.name}' is {t.dtype}, the runtime computes int8"
         if t.quantization is None:
@@ -110,6 +122,31 @@ def unsupported_reason(model: Model, op: Operator) -> str | None:
     if act not in quant.ACTIVATIONS:
         return f"fused activation {act} is not supported"
     return spec.check(model, op) if spec.check is not None else None
+
+
+def unsupported_operators(model: Model) -> list[tuple[Operator, str]]:
+    """Every operator the runtime cannot run, with the reason, in model order."""
+    found = []
+    for op in model.operators:
+        reason = unsupported_reason(model, op)
+        if reason is not None:
+            found.append((op, reason))
+    return found
+
+
+def describe_unsupported(found: list[tuple[Operator, str]]) -> str:
+    """`unsupported_operators`' answer as one line: every operator named, each reason once."""
+    if len(found) == 1:
+        op, reason = found[0]
+        return f"operator {op.index} ({op.name}): {reason}"
+    by_reason: dict[str, list[Operator]] = {}
+    for op, reason in found:
+        by_reason.setdefault(reason, []).append(op)
+    parts = []
+    for reason, ops in by_reason.items():
+        named = ", ".join(f"{op.index} ({op.name})" for op in ops)
+        parts.append(f"operator{'s' if len(ops) > 1 else ''} {named}: {reason}")
+    return f"{len(found)} operators the runtime cannot run: " + "; ".join(parts)
 
 
 class Lowering:

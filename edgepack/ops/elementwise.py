@@ -109,10 +109,10 @@ def lower_prelu(lw: Lowering, op: Operator) -> PlanStep:
         **quant.prelu_params(scale_of(inp), scale_of(alpha), scale_of(out))}))
 
 
-register("ADD", lower_add, _check_binary, data_inputs=2)
-register("SUB", lower_sub, _check_binary, data_inputs=2)
-register("MUL", lower_mul, _check_binary, data_inputs=2)
-register("MAXIMUM", lower_maximum, _check_binary, data_inputs=2)
-register("MINIMUM", lower_minimum, _check_binary, data_inputs=2)
-register("PRELU", lower_prelu, _check_prelu, data_inputs=2)
-register("SQUARED_DIFFERENCE", lower_squared_difference, _check_binary, data_inputs=2)
+register("ADD", lower_add, _check_binary, data_inputs=2, constant_operands=True)
+register("SUB", lower_sub, _check_binary, data_inputs=2, constant_operands=True)
+register("MUL", lower_mul, _check_binary, data_inputs=2, constant_operands=True)
+register("MAXIMUM", lower_maximum, _check_binary, data_inputs=2, constant_operands=True)
+register("MINIMUM", lower_minimum, _check_binary, data_inputs=2, constant_operands=True)
+register("PRELU", lower_prelu, _check_prelu, data_inputs=2, constant_operands=True)
+register("SQUARED_DIFFERENCE", lower_squared_difference, _check_binary, data_inputs=2, constant_operands=True)

@@ -18,6 +18,8 @@ from .base import (
 def _check_pool(model: Model, op: Operator) -> str | None:
     if len(model.tensors[op.inputs[0]].shape) != 4:
         return "input must be 4-D (NHWC)"
+    if "filter_height" not in op.options or "filter_width" not in op.options:
+        return "no Pool2DOptions (the filter size)"
     return None
 
 

@@ -19,7 +19,7 @@ TFLM_MAX_CONCATENATION_INPUTS = 10  # kMaxInputNum in TFLM's concatenation.cc
 
 
 def _check_pad(model: Model, op: Operator) -> str | None:
-    pads = constant_int(model, op.inputs[1])
+    pads = constant_int(model, op.inputs[1]) if len(op.inputs) > 1 else None
     if pads is None:
         return "padding amounts must be constant"
     rank = len(model.tensors[op.inputs[0]].shape)
