@@ -311,4 +311,32 @@ static inline uint8x16_t ep_mve_nibbles(const uint8_t *p, mve_pred16_t pred)
 }
 #endif
 
+/* ARG_MAX (sign 1) and ARG_MIN (sign -1) along the middle axis of [outer, axis_size, inner]:
+ * the index of the first extreme value, as TFLM picks it. */
+static inline ep_status ep_arg_extreme_s8(const ep_arg_params *p, const int8_t *input,
+                                          int32_t *output, int32_t sign)
+{
+    int32_t o, i, a;
+    if (p == NULL || input == NULL || output == NULL) return EP_ERR_ARG;
+    if (p->outer < 1 || p->axis_size < 1 || p->inner < 1) return EP_ERR_DIM;
+    if (ep_prod(ep_prod(p->outer, p->axis_size), p->inner) < 0 || ep_prod(ep_prod(p->outer, p->inner), 4) < 0)
+        return EP_ERR_DIM;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *row = input + (int64_t)o * p->axis_size * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int32_t best = sign * row[i];
+            int32_t at = 0;
+            for (a = 1; a < p->axis_size; ++a) {
+                const int32_t v = sign * row[(int64_t)a * p->inner + i];
+                if (v > best) {
+                    best = v;
+                    at = a;
+                }
+            }
+            *output++ = at;
+        }
+    }
+    return EP_OK;
+}
+
 #endif /* EP_INTERNAL_H */
