@@ -130,8 +130,8 @@ def run_qemu_cosim(build_dir: Path, board: BoardSpec, info: dict, timeout: float
     estimates = {s["symbol"]: s["estimated_cycles"] for s in info.get("npu_steps", [])}
     npu_positions = [i for i, layer in enumerate(info["layers"]) if layer["kernel"] == "EP_KERNEL_ETHOSU"]
     for pos, est in zip(npu_positions, estimates.values()):
-        for layer in layers:
-            if layer["index"] == pos:
+        for layer in layers:  # the firmware names a step by its operator index, not its position
+            if layer["index"] == info["layers"][pos]["index"] and layer["opcode"] == "ETHOS_U":
                 # QEMU's virtual clock runs on while the co-simulation holds the CPU, so the
                 # firmware's count for an NPU step measures the pause: drop it. The NPU's time is
                 # Vela's estimate, kept apart and labelled.

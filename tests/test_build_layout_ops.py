@@ -318,6 +318,10 @@ def test_npu_board_firmware_runs_the_layout_models_co_simulated(models, name, tm
     build_cli(models[name], tmp_path / "fw", capsys, "--board", "corstone-300")
     (r,) = run_project(tmp_path / "fw", sim="auto")
     assert r.passed, r.failure or r.result_line
+    # per-step counts: Vela's estimate on exactly the NPU steps, measured ticks on the CPU steps
+    assert r.layers and all(("npu_estimate_cycles" in layer) == (layer["opcode"] == "ETHOS_U")
+                            for layer in r.layers), r.layers
+    assert all(layer["count"] > 0 for layer in r.layers if layer["opcode"] != "ETHOS_U")
 
 
 def test_readme_operator_table_is_the_registry():
