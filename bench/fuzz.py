@@ -12,6 +12,7 @@ signal, hang, memory blow-up, half-written output, bad exit code.
     .venv/bin/python bench/fuzz.py --count 500 --commands build --workers 2
     .venv/bin/python bench/fuzz.py --keep /tmp/bad         # write the bad mutants there
     .venv/bin/python bench/fuzz.py --commands build --minutes 60   # as many as fit in an hour
+    .venv/bin/python bench/fuzz.py --commands fold --start 8728 --count 1772  # go on from 8,728
 
 Mutant n is the same for the same --seed on any machine, whichever worker makes it.
 """
@@ -58,7 +59,8 @@ def worker(command: str, seed: int, numbers: range, timeout: float, keep: Path |
 
 
 def run(command: str, args) -> list[dict]:
-    """Fork `args.workers` workers over the mutants 0..count-1 (interleaved); their rows."""
+    """Fork `args.workers` workers over the mutants start..start+count-1 (interleaved); their
+    rows."""
     out = Path(tempfile.mkdtemp(prefix=f"fuzz-{command}-"))
     pids = []
     for w in range(args.workers):
@@ -66,8 +68,9 @@ def run(command: str, args) -> list[dict]:
         if pid == 0:
             code = 0
             try:
-                worker(command, args.seed, range(w, args.count, args.workers), args.timeout,
-                       args.keep, out / f"{w}.jsonl", args.deadline)
+                numbers = range(args.start + w, args.start + args.count, args.workers)
+                worker(command, args.seed, numbers, args.timeout, args.keep,
+                       out / f"{w}.jsonl", args.deadline)
             except BaseException:  # noqa: BLE001
                 import traceback
 
@@ -86,6 +89,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=10_000, help="mutants per command")
     p.add_argument("--commands", default="inspect,fold,build")
+    p.add_argument("--start", type=int, default=0, help="number of the first mutant (a run "
+                   "can go on where an earlier one stopped)")
     p.add_argument("--seed", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a run is a hang")
@@ -99,8 +104,8 @@ def main() -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     preload()
     every = {}
-    print(f"seed {args.seed}, {args.count} mutants per command, {args.workers} workers, "
-          f"timeout {args.timeout:g} s, address space 2 GiB per run")
+    print(f"seed {args.seed}, mutants {args.start}..{args.start + args.count - 1} per command, "
+          f"{args.workers} workers, timeout {args.timeout:g} s, address space 2 GiB per run")
     for command in args.commands.split(","):
         t0 = time.monotonic()
         rows = run(command, args)

@@ -259,21 +259,37 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
 
     vela_info = None
     placement: dict[int, str] = {}
+    npu_golden = g_in = None
     if board.npu is not None:
         from . import vela as vela_stage
+        from .npu.placement import (checkable_on_npu, compile_keeping_on_cpu, divergent_on_npu,
+                                    unmodelled_on_npu)
 
         say(f"compiling with Vela for {board.npu.accelerator} (model as given, and folded)")
         t1 = time.perf_counter()
         cmp = vela_stage.compare_raw_and_folded(model_path, folded_bytes, board,
                                                 verbose_performance=not cpu_only)
+        # Operators whose NPU lowering the functional model cannot execute run on the CPU, so the
+        # golden outputs and the co-simulation check everything the firmware computes.
+        unmodelled = [] if cpu_only else unmodelled_on_npu(folded, cmp.folded, board)
+        if unmodelled:
+            say(f"compiling with the {len(unmodelled)} operator(s) the functional NPU model cannot "
+                "check on the CPU")
+            cmp.folded = compile_keeping_on_cpu(folded, folded_bytes, [u.operator for u in unmodelled], board)
+        if not cpu_only and board.npu.family in ("u55", "u65"):
+            g_in, g_source = golden_inputs(model, input_npy)
+            load_tflm()
+            cmp.folded, npu_golden = checkable_on_npu(folded, folded_bytes, cmp.folded, board, g_in,
+                                                       unmodelled, model_path, say)
         # a --cpu-only firmware drives no NPU: nothing it computes differs from TFLM
-        divergent = [] if cpu_only else _divergent_on_npu(folded, cmp.folded, board)
+        divergent = [] if cpu_only else divergent_on_npu(folded, cmp.folded, board)
         cpu_option, on_npu = None, cmp.folded
         if divergent:
             say(f"compiling with the {len(divergent)} operator(s) the NPU computes differently on the CPU")
-            cpu_option = _keep_on_cpu(folded, folded_bytes, [d.operator for d in divergent], board)
+            cpu_option = compile_keeping_on_cpu(folded, folded_bytes, [d.operator for d in divergent]
+                                      + [u.operator for u in unmodelled], board)
             if tflm_semantics:
-                cmp.folded = cpu_option
+                cmp.folded, npu_golden = cpu_option, None
         timings["vela_s"] = time.perf_counter() - t1
         vela_stage.check_cpu_operators(cmp.folded, model_path)
         vela_stage.check_budget(cmp.folded, board, model_path)
@@ -284,6 +300,8 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
                                       for i, o in vela_stage.cpu_operators(cmp.folded)]
         vela_info["npu_operators"] = [{"index": op.index, "opcode": op.opcode}
                                       for op in cmp.folded.operators if op.target == "npu"]
+        vela_info["kept_on_cpu_unmodelled"] = [{"index": u.operator, "opcode": u.opcode, "why": u.why}
+                                               for u in unmodelled]
         vela_optimized = cmp.folded.optimized_model
         vela_debug_db = cmp.folded.debug_db
     else:
@@ -293,10 +311,11 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     # the runtime's driver speaks the Ethos-U55/U65 interface; U85 boards keep the CPU plan
     if vela_optimized is not None and not cpu_only and board.npu.family in ("u55", "u65"):
         from .codegen.mixed import lower_mixed
+        from .npu.placement import cycles_by_operator
 
         say("planning NPU steps (Vela's command streams) and CPU steps over one arena")
         mixed = lower_mixed(folded, vela_optimized, _palettes(fr), model_path,
-                            _cycles_by_operator(folded, cmp.folded))
+                            cycles_by_operator(folded, cmp.folded))
         steps, blob, arena = mixed.steps, mixed.blob, mixed.arena
     else:
         say("planning the runtime kernel calls and the arena")
@@ -305,19 +324,24 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
 
     say("computing golden outputs with TFLM")
     t2 = time.perf_counter()
-    g_in, g_source = golden_inputs(model, input_npy)
+    if g_in is None:
+        g_in, g_source = golden_inputs(model, input_npy)
     load_tflm()
     g_out = run_isolated(tflm_outputs, folded_bytes, g_in, len(folded.outputs),
                          stage="computing golden outputs", model=model.path)
     tflm_out = g_out
     if mixed is not None:
-        g_out, differ = npu_board_golden_outputs(vela_optimized, g_in, g_out)
+        from .npu.placement import npu_board_golden_outputs
+
+        g_out, differ = npu_board_golden_outputs(vela_optimized, g_in, g_out, npu_golden)
         if differ:
             g_source += (f"; expected outputs from edgepack's functional Ethos-U model, which differs "
                          f"from TFLM in {differ} bytes")
     npu_semantics = None
-    if mixed is not None and _audited(board):
-        npu_semantics = _npu_semantics(folded_bytes, divergent, cpu_option, on_npu, board, g_in,
+    from .npu.placement import audited, npu_semantics_info
+
+    if mixed is not None and audited(board):
+        npu_semantics = npu_semantics_info(folded_bytes, divergent, cpu_option, on_npu, board, g_in,
                                        tflm_out, g_out, tflm_semantics, say)
     timings["golden_s"] = time.perf_counter() - t2
     golden = DataBlob("golden")
@@ -334,7 +358,7 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     model_data, golden_data = blob.to_bytes(), golden.to_bytes()
     regions = _check_regions(board, model_path, arena.size, len(model_data), len(golden_data))
 
-    layers = [codegen_layer(s, folded, arena, placement) for s in steps]
+    layers = [codegen_layer(s, mixed.model if mixed else folded, arena, placement) for s in steps]
     if mixed is not None:
         # per folded-model operator (the report's rows): lowered as the CPU path would lower it,
         # placed where this firmware runs it; operators inside an NPU step have no arena offset
@@ -403,81 +427,6 @@ def build(model_path: str, board_name: str, out: str | os.PathLike, clusters="au
     return result
 
 
-def _audited(board: BoardSpec) -> bool:
-    """The audit (and the functional model) covers every Ethos-U55 and the single-core U65-256."""
-    return board.npu is not None and (board.npu.accelerator.startswith("ethos-u55")
-                                      or board.npu.accelerator == "ethos-u65-256")
-
-
-def _divergent_on_npu(folded: Model, compiled, board: BoardSpec) -> list:
-    from .npu.divergence import divergent_operators
-
-    if not _audited(board):
-        return []
-    return divergent_operators(folded, {op.index for op in compiled.operators if op.target == "npu"})
-
-
-def _keep_on_cpu(folded: Model, folded_bytes: bytes, operators: list[int], board: BoardSpec):
-    """Vela's compilation with `operators` left on the CPU (edgepack.npu.semantics.keep_on_cpu)."""
-    from . import vela as vela_stage
-    from .npu.semantics import keep_on_cpu, restore_builtins
-
-    result = vela_stage.compile_for_board(keep_on_cpu(folded_bytes, operators), board,
-                                          name="folded_tflm_semantics")
-    result.optimized_model = restore_builtins(result.optimized_model, folded_bytes, operators)
-    for op in result.operators:
-        if op.index in operators:
-            op.opcode = folded.operators[op.index].opcode
-    return result
-
-
-def _npu_semantics(folded_bytes, divergent, cpu_option, on_npu, board, g_in, tflm_out, device_out,
-                   tflm_semantics, say) -> dict:
-    """build.json's `npu_semantics`: divergent NPU operators measured on the golden inputs, the
-    device's golden outputs against TFLM's, and what --tflm-semantics costs."""
-    from . import vela as vela_stage
-    from .npu.divergence import unaudited_operators
-    from .npu.semantics import measure_divergence
-    from .tflite import parse_model
-
-    folded = parse_model(folded_bytes)
-    unaudited = unaudited_operators(folded, {op.index for op in on_npu.operators if op.target == "npu"})
-    info = {"audited": not unaudited, "not_audited": [{"operator": i, "opcode": o} for i, o in unaudited],
-            "tflm_semantics": bool(tflm_semantics), "divergent": [],
-            "golden_outputs": "the device's = TFLM's (no divergent operator on the NPU)",
-            "device_vs_tflm": {"differing": 0, "max_difference": 0}, "cpu_option": None,
-            "golden_differences": []}
-    if divergent:
-        say("measuring on the golden inputs where the NPU differs from TFLM")
-        measured = measure_divergence(folded_bytes, divergent, g_in, lambda single: vela_stage.compile_for_board(
-            single, board, verbose_performance=False, name="divergent_operator").optimized_model)
-        info["divergent"] = [m.as_dict() for m in measured]
-        # Vela's estimates (NPU only: the CPU operators' own time is not in them; `cpu_elements` is
-        # the work they move to the CPU, output elements per inference)
-        info["cpu_option"] = {
-            "operators": [d.operator for d in divergent],
-            "npu_cycles_on_npu": on_npu.npu_cycles, "npu_cycles_on_cpu": cpu_option.npu_cycles,
-            "total_cycles_on_npu": on_npu.total_cycles, "total_cycles_on_cpu": cpu_option.total_cycles,
-            "cpu_elements": sum(m.elements for m in measured)}
-        info["golden_outputs"] = ("TFLM's (the divergent operators run on the CPU: --tflm-semantics)"
-                                  if tflm_semantics else
-                                  "the device's (Vela's command stream in the functional Ethos-U model)")
-    diff = [np.abs(np.asarray(d).astype(np.int32) - np.asarray(t).astype(np.int32))
-            for dr, tr in zip(device_out, tflm_out) for d, t in zip(dr, tr)]
-    info["device_vs_tflm"] = {"differing": int(sum((x > 0).sum() for x in diff)),
-                              "max_difference": int(max(int(x.max(initial=0)) for x in diff))}
-    # both golden outputs where they differ (the first 16 bytes of each), for the report
-    for g, (dr, tr) in enumerate(zip(device_out, tflm_out)):
-        for k, (d, t) in enumerate(zip(dr, tr)):
-            d, t = np.asarray(d).reshape(-1), np.asarray(t).reshape(-1)
-            where = np.flatnonzero(d != t)
-            if where.size:
-                info["golden_differences"].append({
-                    "input": g, "output": k, "differing": int(where.size),
-                    "first": [[int(i), int(d[i]), int(t[i])] for i in where[:16]]})
-    return info
-
-
 def _replace_dir(new: Path, dest: Path) -> None:
     """Rename `new` to `dest`; an existing `dest` (--force) is moved aside first and removed
     only once the new project is in place."""
@@ -514,35 +463,6 @@ def _fold_entry(ft) -> dict:
             "sqnr_db": None if not np.isfinite(ft.sqnr_db) else round(float(ft.sqnr_db), 3),
             "hypothesis": ft.hypothesis, "dense_bytes": ft.dense_bytes,
             "target_bytes": ft.target_bytes}
-
-
-def _cycles_by_operator(folded: Model, vela_result) -> dict[int, int]:
-    """Vela's estimated cycles per folded-model operator (per-layer CSV rows by output name)."""
-    by_name = {folded.tensors[o].name: op.index for op in folded.operators for o in op.outputs}
-    out: dict[int, int] = {}
-    for layer in vela_result.layers:
-        i = by_name.get(layer.name)
-        if i is not None and layer.target.upper() == "NPU":
-            out[i] = out.get(i, 0) + int(layer.op_cycles)
-    return out
-
-
-def npu_board_golden_outputs(vela_model: bytes, inputs: list[list[np.ndarray]],
-                             tflm: list[list[np.ndarray]]) -> tuple[list[list[np.ndarray]], int]:
-    """The golden outputs of a firmware that drives the NPU: what edgepack's functional Ethos-U
-    model computes for Vela's optimized model (operators Vela leaves on the CPU through TFLM, one
-    operator at a time, as the C runtime computes them bit-exactly). Where the NPU and TFLM
-    compute differently (edgepack/npu/compare.py), the device's answer is the NPU's; where they
-    agree this equals `tflm`. Returns (outputs, bytes that differ from `tflm`)."""
-    from .npu.golden import functional_model_outputs
-
-    npu = functional_model_outputs(vela_model, inputs)
-    # each output keeps TFLM's type: int8, int32 (ARG_MAX) or float32 (after DEQUANTIZE)
-    outs = [[np.asarray(a).astype(np.asarray(b).dtype).reshape(np.asarray(b).shape)
-             for a, b in zip(row_a, row_b)] for row_a, row_b in zip(npu, tflm)]
-    differ = sum(int(np.count_nonzero(a.view(np.uint8) != np.asarray(b).view(np.uint8)))
-                 for row_a, row_b in zip(outs, tflm) for a, b in zip(row_a, row_b))
-    return outs, differ
 
 
 def npu_step_info(step) -> dict:

@@ -23,6 +23,16 @@ class ModelError(EdgepackError):
     """The model cannot be read or is outside what edgepack supports (exit 1)."""
 
 
+class CommandStreamRefused(ModelError):
+    """The functional Ethos-U model refused an NPU command stream (a feature it does not model,
+    or an access outside the memory Vela planned); `vela_operator` is the ethos-u operator's
+    index in Vela's optimized model."""
+
+    def __init__(self, message: str, vela_operator: int):
+        super().__init__(message)
+        self.vela_operator = vela_operator
+
+
 class BuildError(EdgepackError):
     """A stage of the build failed: does not fit, toolchain missing, Vela refused (exit 1)."""
 

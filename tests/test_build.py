@@ -4,7 +4,6 @@ bad input fails with one line before anything is written."""
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from edgepack import quant
 from edgepack.build import build
 from edgepack.project import load_build_json
 from edgepack.cli import main
-from edgepack.errors import BuildError, UsageError
 from edgepack.tflite import read_model
 
 from .conftest import fixture_path
@@ -76,7 +74,6 @@ def test_project_carries_the_runtime_and_model_data(host_project):
 
 
 def test_every_model_array_is_16_byte_aligned_and_matches_the_folded_weights(host_project):
-    from edgepack.packing import unpack_indices
 
     text = (host_project / "src/model_data.S").read_text()
     offsets = [int(line.split(",")[1]) for line in text.splitlines() if line.strip().startswith(".incbin \"")]

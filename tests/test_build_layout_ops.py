@@ -18,6 +18,8 @@ outputs TFLM computed at build time:
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
@@ -298,21 +300,39 @@ def test_an_option_the_layout_kernels_cannot_honour_stops_the_build_with_one_lin
 def test_npu_board_runs_every_operator_vela_leaves_on_the_cpu(models, tmp_path, capsys):
     """On an Ethos-U board Vela leaves SPACE_TO_DEPTH, DEPTH_TO_SPACE, the resizes, REVERSE_V2 and
     the float QUANTIZE / DEQUANTIZE (and MIRROR_PAD, PRELU, SPACE_TO_BATCH_ND ...) on the CPU: the
-    build lowers each of them to the runtime instead of stopping at the first. (Not built here:
-    the split model, whose TRANSPOSE_CONV Vela puts on the NPU with IFM upscaling, which the
-    functional Ethos-U model does not model, and the channel-shuffle model, whose NPU part the
-    co-simulation refuses: an NPU_OP_POOL write outside its region.)"""
+    build lowers each of them to the runtime instead of stopping at the first."""
     info = build_cli(models["float_transpose"], tmp_path / "fw", capsys, "--board", "corstone-300")
     cpu = [layer["opcode"] for layer in info["layers"] if layer["target"] == "cpu"]
     assert {"QUANTIZE", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
             "REVERSE_V2", "DEQUANTIZE"} <= set(cpu), cpu
 
 
+def test_operators_the_functional_npu_model_cannot_check_run_on_the_cpu_with_a_warning(models, tmp_path, capsys):
+    """The split model on an Ethos-U55: Vela lowers its stride-2 TRANSPOSE_CONV with IFM upscaling
+    and its ARG_MAX with int16 lookup tables, which the functional model does not execute, and its
+    first command stream writes beyond the scratch Vela planned for it (UNPACK's rank-3 outputs,
+    sized 1x6x6 in NHCWB16, are written as 6x6x1). Those operators stay on the CPU, each reason
+    one warning line, so the golden outputs check everything the firmware computes."""
+    from edgepack.cli import main
+
+    assert main(["build", str(models["split"]), "--board", "corstone-300", "-o", str(tmp_path / "fw"),
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    kept = json.loads(captured.out)["vela"]["kept_on_cpu_unmodelled"]
+    opcodes = {k["opcode"] for k in kept}
+    assert {"TRANSPOSE_CONV", "ARG_MAX", "UNPACK"} <= opcodes, kept
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len({k["why"] for k in kept}), warnings
+    assert any("IFM upscaling" in w and "TRANSPOSE_CONV" in w for w in warnings), warnings
+    assert any("outside the region" in w and "UNPACK" in w for w in warnings), warnings
+
+
 @ARM
-@pytest.mark.parametrize("name", ["float_transpose", "channel_shuffle"])
+@pytest.mark.parametrize("name", ["float_transpose", "channel_shuffle", "split"])
 def test_npu_board_firmware_runs_the_layout_models_co_simulated(models, name, tmp_path, capsys):
-    """Float I/O around NPU and CPU steps (float golden vectors, never cast to int8), and the
-    channel-shuffle model's NPU part: the firmware drives the co-simulated NPU, byte for byte."""
+    """Float I/O around NPU and CPU steps (float golden vectors, never cast to int8), the
+    channel-shuffle model's NPU part, and the split model with the operators the functional model
+    cannot check on the CPU: the firmware drives the co-simulated NPU, byte for byte."""
     from edgepack.sim import run_project
 
     build_cli(models[name], tmp_path / "fw", capsys, "--board", "corstone-300")

@@ -14,7 +14,7 @@ from edgepack.codebook import shared_codebook_size
 from edgepack.fold import fold_model
 from edgepack.fold.cost import encoded_bytes, npu_layout
 from edgepack.fold.tensor import fold_tensor
-from edgepack.tflite import Quantization, Tensor, read_model, serialize_model, write_model
+from edgepack.tflite import Quantization, Tensor, read_model, serialize_model
 from tests.conftest import fixture_path
 from tests.unclustered_models import unclustered_mobilenet
 

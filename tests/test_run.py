@@ -12,7 +12,7 @@ import pytest
 
 from edgepack.cli import main
 from edgepack.errors import BuildError
-from edgepack.project import build_firmware, map_memory_usage
+from edgepack.project import build_firmware
 from edgepack.sim import run_project
 
 from .conftest import INT8_MODELS, fixture_path

@@ -349,7 +349,7 @@ def _cmd_build(args) -> int:
     from pathlib import Path
 
     from ..build import build, summary
-    from .text import build_text, divergence_warnings
+    from .text import build_text, divergence_warnings, unmodelled_warnings
 
     board_stem = Path(args.board).stem
     out = args.output or f"{Path(args.model).stem}_{board_stem}"
@@ -363,7 +363,7 @@ def _cmd_build(args) -> int:
                        labels_npy=args.labels, tflm_semantics=args.tflm_semantics)
     finally:
         progress.stop()
-    for line in divergence_warnings(result.npu_semantics):
+    for line in unmodelled_warnings(result.vela) + divergence_warnings(result.npu_semantics):
         print(line, file=sys.stderr)
     _print_result(args, summary(result, out, timings),
                   lambda console: build_text(result, out, console, timings))

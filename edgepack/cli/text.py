@@ -142,6 +142,17 @@ def boards_text(boards: list[BoardSpec], console) -> None:
         console.print(rows)
 
 
+def unmodelled_warnings(vela: dict | None) -> list[str]:
+    """One line per reason the build keeps operators Vela would run on the NPU on the CPU: the
+    functional Ethos-U model cannot check their NPU lowering (build.json's
+    `vela.kept_on_cpu_unmodelled`)."""
+    by_why: dict[str, list[str]] = {}
+    for u in (vela or {}).get("kept_on_cpu_unmodelled", []):
+        by_why.setdefault(u["why"], []).append(f"{u['index']} {u['opcode']}")
+    return [f"warning: operator{'s' if len(ops) > 1 else ''} {', '.join(ops)} run{'' if len(ops) > 1 else 's'} "
+            f"on the CPU: {why}, so the NPU's result could not be checked" for why, ops in by_why.items()]
+
+
 def divergence_warnings(npu_semantics: dict | None) -> list[str]:
     """One line per NPU operator the device computes differently from TFLM (build.json's
     `npu_semantics`), with what it was measured to differ by and what --tflm-semantics costs."""

@@ -12,7 +12,7 @@ mapping `edgepack.npu.run_vela_model` executes, so the functional model and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class MixedPlan:
     vela_arena_bytes: int  # the part of the arena Vela planned
     npu_steps: int
     cpu_steps: int
+    model: Model  # the folded model the steps index, with the copies Vela added (_with_vela_copies)
 
 
 def _align(n: int) -> int:
@@ -93,11 +94,13 @@ def lower_mixed(folded: Model, vela_bytes: bytes, palettes: dict, model_path: st
     sg = vm.subgraphs[0]
     tensors = sg.tensors
     plan = offline_offsets(vm)
-    by_name = {t.name: i for i, t in enumerate(folded.tensors)}
-    producer = {o: op for op in folded.operators for o in op.outputs}
 
     def name(t: int) -> str:
         return tensors[t].name.decode() if tensors[t].name else f"t{t}"
+
+    folded = _with_vela_copies(folded, vm, name)
+    by_name = {t.name: i for i, t in enumerate(folded.tensors)}
+    producer = {o: op for op in folded.operators for o in op.outputs}
 
     def nbytes(t: int) -> int:
         shape = [int(v) for v in (tensors[t].shape if tensors[t].shape is not None else [])]
@@ -174,7 +177,57 @@ def lower_mixed(folded: Model, vela_bytes: bytes, palettes: dict, model_path: st
     arena = ArenaPlan(size=size, offsets=dict(sorted(offsets.items())), scratch_offset=scratch_offset,
                               scratch_bytes=scratch, buffers=[], naive_size=size)
     return MixedPlan(steps=steps, blob=blob, arena=arena, vela_arena_bytes=vela_arena,
-                     npu_steps=npu_count, cpu_steps=len(lowered))
+                     npu_steps=npu_count, cpu_steps=len(lowered), model=folded)
+
+
+def _with_vela_copies(folded: Model, vm, name) -> Model:
+    """`folded` with the `<tensor>_copy` activations Vela adds: where an activation feeds both an
+    NPU operator and a CPU operator, Vela may have the command stream write a copy that the CPU
+    operator reads instead. The copy is a tensor of its own (its own arena place, Vela's), and the
+    CPU operator reads it; the caller's model is left as it is."""
+    sg = vm.subgraphs[0]
+    by_name = {t.name: i for i, t in enumerate(folded.tensors)}
+    copies = {}
+    for t in range(len(sg.tensors)):
+        n = name(t)
+        if n not in by_name and n.endswith("_copy") and n[:-len("_copy")] in by_name:
+            copies[n] = by_name[n[:-len("_copy")]]
+    if not copies:
+        return folded
+    tensors = list(folded.tensors)
+    for n, source in sorted(copies.items()):
+        by_name[n] = len(tensors)
+        tensors.append(replace(folded.tensors[source], index=len(tensors), name=n))
+    producer = {o: op for op in folded.operators for o in op.outputs}
+    operators = list(folded.operators)
+    for op in sg.operators:
+        if (vm.operatorCodes[op.opcodeIndex].customCode or b"").decode() == ETHOS_U or not len(op.outputs):
+            continue
+        fop = producer.get(by_name.get(name(op.outputs[0]), -1))
+        if fop is None or not any(t >= 0 and name(t) in copies for t in op.inputs):
+            continue
+        inputs = [by_name[name(t)] if t >= 0 and name(t) in copies else f
+                  for t, f in zip(op.inputs, fop.inputs)]
+        operators[fop.index] = replace(fop, inputs=inputs + list(fop.inputs[len(inputs):]))
+    return replace(folded, tensors=tensors, operators=operators)
+
+
+def npu_operator_covers(folded: Model, vela_bytes: bytes, vop_index: int) -> list[int]:
+    """The folded-model operators that ethos-u operator `vop_index` of Vela's optimized model
+    computes ([] when a tensor name does not match the folded model)."""
+    vm = _read(vela_bytes)
+    sg = vm.subgraphs[0]
+
+    def name(t: int) -> str:
+        return sg.tensors[t].name.decode() if sg.tensors[t].name else f"t{t}"
+
+    folded = _with_vela_copies(folded, vm, name)
+    by_name = {t.name: i for i, t in enumerate(folded.tensors)}
+    producer = {o: op for op in folded.operators for o in op.outputs}
+    op = sg.operators[vop_index]
+    if any(t >= 0 and name(t) not in by_name for t in list(op.inputs[4:]) + list(op.outputs)):
+        return []
+    return _covered_operators(folded, op, lambda t: by_name[name(t)], producer)
 
 
 def _covered_operators(folded: Model, op, folded_tensor, producer) -> list[int]:

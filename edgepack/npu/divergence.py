@@ -158,3 +158,35 @@ def audit_table() -> str:
         lines.append(f"| {a.kind} | {a.status} | {a.condition or '-'} | {a.tried} ({a.differing}) | "
                      f"{a.max_difference if a.status == DIVERGENT else '-'} |")
     return "\n".join(lines)
+
+
+@dataclass
+class Unmodelled:
+    """An NPU operator whose command stream the functional model cannot execute, so neither the
+    golden outputs nor the co-simulation could check what the device computes for it."""
+
+    operator: int
+    opcode: str
+    why: str
+
+    def describe(self) -> str:
+        return f"operator {self.operator} {self.opcode}: {self.why}"
+
+
+def unmodelled_operators(model, npu_operators: set[int]) -> list[Unmodelled]:
+    """The operators of `model` Vela placed on the NPU (indices in `npu_operators`) that Vela
+    lowers with hardware features the functional model refuses (never guesses): IFM upscaling
+    (resizes, strided TRANSPOSE_CONV) and int16 lookup tables (ARG_MAX)."""
+    found = []
+    for op in model.operators:
+        if op.index not in npu_operators:
+            continue
+        strided = max(int(op.options.get("stride_h", 1)), int(op.options.get("stride_w", 1))) > 1
+        if op.name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR") or (
+                op.name == "TRANSPOSE_CONV" and strided):
+            found.append(Unmodelled(op.index, op.name, "Vela lowers it with IFM upscaling, which the "
+                                    "functional Ethos-U model does not execute"))
+        elif op.name == "ARG_MAX":
+            found.append(Unmodelled(op.index, op.name, "Vela lowers it with int16 lookup tables, which "
+                                    "the functional Ethos-U model does not execute"))
+    return found

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgepack.errors import ModelError
+from edgepack.errors import CommandStreamRefused, ModelError
 
 from .machine import run_command_stream
 
@@ -178,7 +178,13 @@ def run_vela_model(vela_tflite, inputs: Sequence[np.ndarray],
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         custom = code.customCode.decode() if code.customCode else ""
         if builtin == 32 and custom == "ethos-u":
-            _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace, stream)
+            try:
+                _run_ethos_u_op(op, op_index, tensors, const, value, values, plan, shape_of, batch, trace,
+                                stream)
+            except CommandStreamRefused:
+                raise
+            except ModelError as e:
+                raise CommandStreamRefused(str(e), op_index) from None
             stream += 1
         else:
             if cpu_op_runner is None:
