@@ -46,6 +46,24 @@ static inline ep_status ep_minmax_s8(const ep_minmax_params *p, const int8_t *in
     return EP_OK;
 }
 
+/* The parameter ranges ADD, SUB and SQUARED_DIFFERENCE (prepared as ADD) share: shapes that
+ * broadcast, offsets of int8 data, shifts the fixed-point helpers take; `max_left_shift` keeps
+ * the rescaled inputs inside int32 (20 + 2 for ADD/SUB, 7 for a squared difference). */
+static inline ep_status ep_add_params_ok(const ep_add_params *p, int32_t max_left_shift)
+{
+    const ep_status st = ep_broadcast_check(&p->input1, &p->input2, &p->output);
+    if (st != EP_OK) return st;
+    if (p->left_shift < 0 || p->left_shift > max_left_shift) return EP_ERR_ARG;
+    if (p->input1_offset < -127 || p->input1_offset > 128 || p->input2_offset < -127 || p->input2_offset > 128 ||
+        p->output_offset < -128 || p->output_offset > 127)
+        return EP_ERR_ARG;
+    if (p->input1_shift > 0 || p->input2_shift > 0 || p->input1_shift < -31 || p->input2_shift < -31 ||
+        p->output_shift < -31 || p->output_shift > 30 || p->input1_multiplier < 0 || p->input2_multiplier < 0 ||
+        p->output_multiplier < 0)
+        return EP_ERR_ARG;
+    return ep_act_ok(p->act_min, p->act_max) ? EP_OK : EP_ERR_ARG;
+}
+
 /* ADD (subtract 0) / SUB (1): TFLM prepares and computes int8 SUB exactly as ADD, with the
  * rescaled second input subtracted instead of added. */
 static inline ep_status ep_add_sub_s8(const ep_add_params *p, const int8_t *input1, const int8_t *input2,
@@ -54,17 +72,8 @@ static inline ep_status ep_add_sub_s8(const ep_add_params *p, const int8_t *inpu
     int32_t n, h, w, c;
     ep_status st;
     if (p == NULL || input1 == NULL || input2 == NULL || output == NULL) return EP_ERR_ARG;
-    st = ep_broadcast_check(&p->input1, &p->input2, &p->output);
+    st = ep_add_params_ok(p, 22);
     if (st != EP_OK) return st;
-    if (p->left_shift < 0 || p->left_shift > 22) return EP_ERR_ARG;
-    if (p->input1_offset < -127 || p->input1_offset > 128 || p->input2_offset < -127 || p->input2_offset > 128 ||
-        p->output_offset < -128 || p->output_offset > 127)
-        return EP_ERR_ARG;
-    if (p->input1_shift > 0 || p->input2_shift > 0 || p->input1_shift < -31 || p->input2_shift < -31 ||
-        p->output_shift < -31 || p->output_shift > 30 || p->input1_multiplier < 0 || p->input2_multiplier < 0 ||
-        p->output_multiplier < 0)
-        return EP_ERR_ARG;
-    if (!ep_act_ok(p->act_min, p->act_max)) return EP_ERR_ARG;
     for (n = 0; n < p->output.n; ++n)
         for (h = 0; h < p->output.h; ++h)
             for (w = 0; w < p->output.w; ++w)

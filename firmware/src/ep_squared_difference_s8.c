@@ -8,17 +8,9 @@ ep_status ep_squared_difference_s8(const ep_squared_difference_params *p, const 
     int32_t n, h, w, c;
     ep_status st;
     if (p == NULL || input1 == NULL || input2 == NULL || output == NULL) return EP_ERR_ARG;
-    st = ep_broadcast_check(&p->input1, &p->input2, &p->output);
-    if (st != EP_OK) return st;
     /* left_shift <= 7 keeps (255 << 7)^2 inside int32, as TFLM chose it */
-    if (p->left_shift < 0 || p->left_shift > 7) return EP_ERR_ARG;
-    if (p->input1_offset < -127 || p->input1_offset > 128 || p->input2_offset < -127 || p->input2_offset > 128 ||
-        p->output_offset < -128 || p->output_offset > 127)
-        return EP_ERR_ARG;
-    if (p->input1_shift > 0 || p->input2_shift > 0 || p->input1_shift < -31 || p->input2_shift < -31 ||
-        p->output_shift < -31 || p->output_shift > 30 || p->input1_multiplier < 0 || p->input2_multiplier < 0 ||
-        p->output_multiplier < 0 || !ep_act_ok(p->act_min, p->act_max))
-        return EP_ERR_ARG;
+    st = ep_add_params_ok(p, 7);
+    if (st != EP_OK) return st;
     for (n = 0; n < p->output.n; ++n)
         for (h = 0; h < p->output.h; ++h)
             for (w = 0; w < p->output.w; ++w)
