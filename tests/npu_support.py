@@ -11,7 +11,6 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 
@@ -85,50 +84,12 @@ def tflm_batch(model, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(o) for o in outs]
 
 
-def single_op_from(model_bytes: bytes, op_index: int) -> bytes:
-    """A model holding only operator `op_index` of subgraph 0 (its non-constant inputs become graph inputs)."""
-    m = tfl.ModelT.InitFromPackedBuf(model_bytes, 0)
-    sg = m.subgraphs[0]
-    op = sg.operators[op_index]
-    keep = [i for i in list(op.inputs) + list(op.outputs) if i >= 0]
-    remap = {old: new for new, old in enumerate(dict.fromkeys(keep))}
-    tensors = [sg.tensors[i] for i in remap]
-
-    def has_data(t):
-        d = m.buffers[t.buffer].data
-        return d is not None and len(d) > 0
-
-    sg.tensors = tensors
-    op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-    op.outputs = [remap[i] for i in op.outputs]
-    sg.inputs = [i for i in op.inputs if i >= 0 and not has_data(tensors[i])]
-    sg.outputs = list(op.outputs)
-    sg.operators = [op]
-    m.subgraphs = [sg]
-    m.metadata = [md for md in (m.metadata or []) if md.name and md.name.decode() == "min_runtime_version"]
-    m.signatureDefs = []
-    b = flatbuffers.Builder(1 << 16)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
 def tflm_cpu_runner(vela_tflite: Path):
-    """A cpu_op_runner for run_vela_model: runs each CPU operator alone in the TFLM interpreter."""
-    model_bytes = Path(vela_tflite).read_bytes()
-    cache: dict[int, bytes] = {}
+    """A cpu_op_runner for run_vela_model: each CPU operator alone in the TFLM interpreter (the
+    package's own, which the build's golden outputs use)."""
+    from edgepack.npu.semantics import tflm_cpu_runner as runner
 
-    def run(op_index, op, inputs):
-        if op_index not in cache:
-            cache[op_index] = single_op_from(model_bytes, op_index)
-        single = cache[op_index]
-        m = tfl.ModelT.InitFromPackedBuf(model_bytes, 0)
-        sg = m.subgraphs[0]
-        xs = [x for i, x in zip(op.inputs, inputs)
-              if i >= 0 and not (m.buffers[sg.tensors[i].buffer].data is not None
-                                 and len(m.buffers[sg.tensors[i].buffer].data) > 0)]
-        return tflm_batch(single, [np.ascontiguousarray(x) for x in xs])
-
-    return run
+    return runner(Path(vela_tflite).read_bytes())
 
 
 def npu_cpu_npu_model(seed: int = 1) -> bytes:

@@ -64,8 +64,9 @@ def _tflm_run(model_bytes: bytes, rows: list[list[np.ndarray]]) -> list[list[np.
 
     n_out = len(read_tflite(model_bytes).subgraphs[0].outputs)
     out = []
+    # one interpreter for every row: the operators run here keep no state between invocations
+    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 24)
     for row in rows:
-        it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 24)
         for k, x in enumerate(row):
             it.set_input(np.ascontiguousarray(x), k)
         it.invoke()
