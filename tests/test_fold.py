@@ -100,6 +100,20 @@ def test_clustering_matches_exact_kmeans1d(rng):
     assert sse(dense, cluster_1d(dense, np.ones(1), 16)) <= sse(dense, np.array(theirs)) * 1.001
 
 
+def test_clustering_weights_that_differ_by_1e20_gives_finite_centroids_without_warnings():
+    """Channel gains ~1e10 apart (a model with one absurd scale) make the small weights vanish
+    from the prefix sums: those clusters cost nothing and sit at their points' middle, with no
+    0 / 0 on the way (a stray numpy warning the fuzz found)."""
+    import warnings
+
+    x = np.concatenate([np.linspace(-1, 1, 40), np.linspace(-3, 3, 40)])
+    weights = np.concatenate([np.full(40, 1e20), np.full(40, 1e-20)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = cluster_1d(x, weights, 16)
+    assert np.all(np.isfinite(c)) and 1 < c.size <= 16
+
+
 # --- folding weight matrices ----------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["layer", "gain"])

@@ -44,7 +44,10 @@ def dp_table(xs: np.ndarray, ws: np.ndarray, kmax: int) -> DPTable:
     jj = np.maximum(i, j) + 1
     w_ = W[jj] - W[i]
     s_ = S[jj] - S[i]
-    cost = np.maximum(Q[jj] - Q[i] - s_ * s_ / w_, 0.0)
+    # A segment whose weights vanish beside the rest (prefix sums cancel to 0 when channel gains
+    # differ by ~1e10) costs nothing: 0, not 0 / 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = np.maximum(Q[jj] - Q[i] - np.where(w_ > 0, s_ * s_ / w_, 0.0), 0.0)
     cost[np.broadcast_to(i > j, cost.shape)] = np.inf  # cost[i, j]: one cluster of points i..j
     best = cost[0].copy()
     back = np.zeros((kmax, m), np.int64)
@@ -72,7 +75,11 @@ def dp_centroids(table: DPTable, k: int) -> np.ndarray:
     ends = np.concatenate([starts[1:], [table.xs.size]])
     keep = ends > starts
     starts, ends = starts[keep], ends[keep]
-    return (table.S[ends] - table.S[starts]) / (table.W[ends] - table.W[starts]) + table.shift
+    w = table.W[ends] - table.W[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = (table.S[ends] - table.S[starts]) / w + table.shift
+    # a cluster of vanishing weight (see dp_table): the middle of its points
+    return np.where(w > 0, means, (table.xs[starts] + table.xs[ends - 1]) / 2)
 
 
 def kmeans_dp(xs: np.ndarray, ws: np.ndarray, k: int) -> np.ndarray:
